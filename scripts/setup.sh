@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Idempotent machine set-up for `npm test`, `npm run demo` and `npm run bench`:
+# Debian packages, then the real-Nix reference fixtures (the tests' oracle).
+# Safe to run again: installs only what is missing, rebuilds fixtures only when absent.
+set -euo pipefail
+here=$(cd "$(dirname "$0")/.." && pwd)
+
+pkgs=(bubblewrap libfuse2 fuse3 xz-utils zstd bzip2 nix-bin busybox-static jq nginx-light bindfs)
+need=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || need+=("$p")
+done
+if [ ${#need[@]} -gt 0 ]; then
+  if [ "$(id -u)" != 0 ]; then
+    echo "setup: missing Debian packages: ${need[*]} (run as root, or: apt-get install -y ${need[*]})" >&2
+    exit 1
+  fi
+  echo "setup: apt-get install -y ${need[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold "${need[@]}" >/dev/null
+fi
+
+# npm dependencies: after libfuse2, so fuse-native's prebuilt addon finds libfuse.so.2.
+# Reinstalled when package-lock.json is newer than the installed tree.
+if [ ! -f "$here/node_modules/.package-lock.json" ] || [ "$here/package-lock.json" -nt "$here/node_modules/.package-lock.json" ]; then
+  echo "setup: npm ci"
+  (cd "$here" && npm ci --no-audit --no-fund --ignore-scripts >/dev/null)
+fi
+if ! (cd "$here" && node -e "require('fuse-native')") 2>/dev/null; then
+  echo "setup: rebuilding fuse-native against libfuse2"
+  (cd "$here" && npm rebuild fuse-native >/dev/null)
+fi
+
+# Reference fixtures from real Nix 2.8 (~60 s once). Found beside the repo as ../shared.
+export FIXTURES=${LAZYSTORE_FIXTURES:-/tmp/nix-reference}
+script=""
+for c in "$here/../shared/nix-reference/make-fixtures.sh" "$here/scripts/make-fixtures.sh"; do
+  [ -f "$c" ] && { script=$c; break; }
+done
+if [ ! -f "$FIXTURES/manifest.json" ] || ! [ -e /nix/store ] || \
+   ! [ -e "$(jq -r '.derivations[0].outputs.out.path' "$FIXTURES/manifest.json")" ]; then
+  [ -n "$script" ] || { echo "setup: make-fixtures.sh not found (expected ../shared/nix-reference/)" >&2; exit 1; }
+  echo "setup: making reference fixtures with real Nix into $FIXTURES (about a minute)"
+  TIMING=${TIMING:-0} bash "$script" > "${TMPDIR:-/tmp}/lazystore-fixtures.log" 2>&1 || {
+    echo "setup: make-fixtures.sh failed; log:" >&2; tail -30 "${TMPDIR:-/tmp}/lazystore-fixtures.log" >&2; exit 1; }
+fi
