@@ -1,0 +1,114 @@
+/**
+ * Builds one derivation whose inputs are all valid: sandbox, then outputs → store.
+ * Nothing is registered unless every output exists, canonicalises, scans and (fixed-output)
+ * matches its hash. The log is kept at store.logPath(drvPath) whatever happens.
+ */
+import { mkdir, open, rm, writeFile, chmod } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { LazyError, throwIfAborted } from '../errors.js';
+import type { Derivation } from '../nix/derivation.js';
+import { baseName, type StorePath } from '../nix/store-path.js';
+import type { LocalStore } from '../store/local-store.js';
+import type { PathInfo } from '../store/path-info.js';
+import { builderEnv } from './builder-env.js';
+import { finishOutputs } from './finish-outputs.js';
+import { runSandbox } from './run-sandbox.js';
+import { SANDBOX_ETC, builderArgv, bwrapArgs } from './sandbox.js';
+
+export interface BuildDerivationOptions {
+  drvPath: string;
+  drv: Derivation;
+  /** Output name → the store path the builder must create. */
+  outputs: ReadonlyMap<string, StorePath>;
+  /** Closure of the inputs (inputSrcs ∪ needed input-derivation outputs, with their references); all valid. */
+  inputPaths: readonly StorePath[];
+  /** NIX_BUILD_CORES. */
+  cores: number;
+  timeoutMs?: number;
+  maxSilentMs?: number;
+  /** Observes the sandbox process (pid while it runs, undefined after), e.g. to count concurrency. */
+  onProcess?: (pid: number | undefined) => void;
+  signal?: AbortSignal;
+}
+
+/** Systems this machine builds for. */
+export function localSystems(): string[] {
+  const arch = process.arch === 'x64' ? 'x86_64' : process.arch === 'arm64' ? 'aarch64' : process.arch;
+  const sys = `${arch}-${process.platform}`;
+  return sys === 'x86_64-linux' ? [sys, 'i686-linux'] : [sys];
+}
+
+export function isFixedOutput(drv: Derivation): boolean {
+  const out = drv.outputs.get('out');
+  return drv.outputs.size === 1 && out !== undefined && out.hash !== '';
+}
+
+export async function buildDerivation(store: LocalStore, opts: BuildDerivationOptions): Promise<Map<string, PathInfo>> {
+  const { drv, drvPath, signal } = opts;
+  throwIfAborted(signal);
+  if (!localSystems().includes(drv.platform)) {
+    throw new LazyError('BUILD_PLATFORM', `a '${drv.platform}' is required to build '${drvPath}', but I am a '${localSystems()[0] ?? '?'}'`, {
+      details: { drvPath },
+    });
+  }
+  if (drv.builder.startsWith('builtin:')) {
+    throw new LazyError('BUILD_UNSUPPORTED', `builtin builder '${drv.builder}' of '${drvPath}' is not supported`, { details: { drvPath } });
+  }
+  const { env, files } = builderEnv(drv.env, { cores: opts.cores, drvPath });
+  const argv = builderArgv(drv.builder, drv.args);
+  const fixed = isFixedOutput(drv);
+
+  const tmp = await store.makeTempDir('build');
+  const logPath = store.logPath(drvPath);
+  try {
+    const storeDir = join(tmp, 'store');
+    const buildDir = join(tmp, 'build');
+    await mkdir(storeDir);
+    await mkdir(buildDir, { mode: 0o700 });
+    await Promise.all(files.map((f) => writeFile(join(buildDir, f.name), f.contents)));
+    const etcDir = await sandboxEtc(store);
+    const inputs = opts.inputPaths.map((p) => ({ hostPath: store.realPath(p), storePath: p }));
+    const args = bwrapArgs({ storeDir, buildDir, etcDir, inputs, network: fixed, env });
+
+    await mkdir(dirname(logPath), { recursive: true });
+    const log = await open(logPath, 'w');
+    try {
+      await runSandbox({
+        args,
+        argv,
+        logFd: log.fd,
+        drvPath,
+        logPath,
+        timeoutMs: opts.timeoutMs,
+        maxSilentMs: opts.maxSilentMs,
+        onProcess: opts.onProcess,
+        signal,
+      });
+    } finally {
+      await log.close();
+    }
+    throwIfAborted(signal);
+    const built = new Map<string, string>();
+    for (const [name, p] of opts.outputs) built.set(name, join(storeDir, baseName(p)));
+    return await finishOutputs(store, { drvPath, drv, outputs: opts.outputs, built, inputPaths: opts.inputPaths, logPath, signal });
+  } finally {
+    await rm(tmp, { recursive: true, force: true, maxRetries: 3 }).catch(() => undefined);
+  }
+}
+
+/** passwd/group/hosts for builders: written once per store and process, bound read-only. */
+const etcDirs = new WeakMap<LocalStore, Promise<string>>();
+function sandboxEtc(store: LocalStore): Promise<string> {
+  let p = etcDirs.get(store);
+  if (!p) {
+    p = (async () => {
+      const dir = await store.makeTempDir('sandbox-etc');
+      for (const [name, text] of Object.entries(SANDBOX_ETC)) await writeFile(join(dir, name), text, { mode: 0o444 });
+      await chmod(dir, 0o555);
+      return dir;
+    })();
+    p.catch(() => etcDirs.delete(store));
+    etcDirs.set(store, p);
+  }
+  return p;
+}

@@ -1,0 +1,103 @@
+/**
+ * Runs one bubblewrap sandbox to completion: the options go through `--args 3`, stdout and
+ * stderr go straight to the log file's fd (kernel-ordered like Nix's single log pipe, and no
+ * JS on the hot path), stdin is /dev/null. bwrap is spawned as its own process group
+ * (detached → setsid) with --die-with-parent and a PID namespace, so killing the group on
+ * cancellation or timeout takes the whole build down.
+ */
+import { spawn } from 'node:child_process';
+import { fstat } from 'node:fs';
+import { promisify } from 'node:util';
+import { LazyError, abortError } from '../errors.js';
+
+const fstatAsync = promisify(fstat);
+
+export interface RunSandboxOptions {
+  /** Options for bwrap (NUL-separated), see bwrapArgs. */
+  args: Buffer;
+  /** `--`, builder, args (see builderArgv). */
+  argv: string[];
+  /** Open (append) fd of the build log; receives the builder's stdout and stderr. */
+  logFd: number;
+  /** For messages. */
+  drvPath: string;
+  logPath: string;
+  timeoutMs?: number;
+  maxSilentMs?: number;
+  /** Called with bwrap's pid once it runs, and with undefined when it has exited. */
+  onProcess?: (pid: number | undefined) => void;
+  signal?: AbortSignal;
+}
+
+/** Executable used for sandboxes ($LAZYSTORE_BWRAP overrides, for tests and odd installs). */
+export function bwrapExecutable(): string {
+  return process.env.LAZYSTORE_BWRAP ?? 'bwrap';
+}
+
+/** Resolves when the builder exits 0; rejects with BUILD_FAILED/BUILD_TIMEOUT/BUILD_SILENT/ABORTED. */
+export async function runSandbox(opts: RunSandboxOptions): Promise<void> {
+  const { signal } = opts;
+  if (signal?.aborted) throw abortError(signal);
+  const details = { drvPath: opts.drvPath, logPath: opts.logPath };
+  const child = spawn(bwrapExecutable(), ['--args', '3', ...opts.argv], {
+    stdio: ['ignore', opts.logFd, opts.logFd, 'pipe'],
+    detached: true,
+  });
+  let killedFor: LazyError | undefined;
+  const kill = (why: LazyError): void => {
+    killedFor ??= why;
+    if (child.pid !== undefined) {
+      try {
+        process.kill(-child.pid, 'SIGKILL');
+      } catch {
+        // already gone
+      }
+    }
+  };
+  const exited = new Promise<{ code: number | null; sig: NodeJS.Signals | null }>((resolve, reject) => {
+    child.once('error', (e) => reject(new LazyError('BUILD_SPAWN', `cannot run ${bwrapExecutable()}: ${e.message}`, { cause: e, details })));
+    child.once('exit', (code, sig) => resolve({ code, sig }));
+  });
+  if (child.pid !== undefined) opts.onProcess?.(child.pid);
+  const argsPipe = child.stdio[3] as NodeJS.WritableStream | null;
+  argsPipe?.on('error', () => undefined); // bwrap died before reading: the exit status says why
+  argsPipe?.end(opts.args);
+
+  const onAbort = (): void => kill(abortError(signal));
+  signal?.addEventListener('abort', onAbort, { once: true });
+  const timers: NodeJS.Timeout[] = [];
+  if (opts.timeoutMs !== undefined && opts.timeoutMs > 0) {
+    const s = Math.round(opts.timeoutMs / 1000);
+    timers.push(setTimeout(() => kill(new LazyError('BUILD_TIMEOUT', `building of '${opts.drvPath}' timed out after ${s} seconds`, { details })), opts.timeoutMs));
+  }
+  if (opts.maxSilentMs !== undefined && opts.maxSilentMs > 0) {
+    // Silence = the log file did not grow. Polled: a few checks per allowed silence, ≥ 50 ms apart.
+    let lastSize = -1;
+    let lastChange = Date.now();
+    const every = Math.max(50, Math.min(1000, opts.maxSilentMs / 4));
+    const s = Math.round(opts.maxSilentMs / 1000);
+    const poll = setInterval(() => {
+      fstatAsync(opts.logFd).then((st) => {
+        if (st.size !== lastSize) {
+          lastSize = st.size;
+          lastChange = Date.now();
+        } else if (Date.now() - lastChange >= (opts.maxSilentMs ?? 0)) {
+          kill(new LazyError('BUILD_SILENT', `building of '${opts.drvPath}' timed out after ${s} seconds of silence`, { details }));
+        }
+      }, () => undefined);
+    }, every);
+    timers.push(poll);
+  }
+  try {
+    const { code, sig } = await exited;
+    if (killedFor) throw killedFor;
+    if (code !== 0) {
+      const how = code !== null ? `failed with exit code ${code}` : `was killed by signal ${sig ?? '?'}`;
+      throw new LazyError('BUILD_FAILED', `builder for '${opts.drvPath}' ${how}`, { details: { ...details, exitCode: code } });
+    }
+  } finally {
+    for (const t of timers) clearTimeout(t);
+    signal?.removeEventListener('abort', onAbort);
+    opts.onProcess?.(undefined);
+  }
+}

@@ -1,0 +1,250 @@
+/**
+ * From "I need this store path" to a valid path: the one place where work is started.
+ *   1. valid in the store                → its PathInfo
+ *   2. a substituter has it              → realise its references, then import (≤ maxSubstitutions at once)
+ *   3. a known derivation produces it    → realise the needed input outputs and inputSrcs
+ *                                          concurrently, then build (≤ maxJobs at once)
+ *   4. else REALISE_NOT_FOUND
+ * Every request for a path, and for any output of one derivation, joins one in-flight job
+ * (`inflight`, keyed `path:<p>` / `drv:<drvPath>`). Failures reach every waiter and are
+ * remembered for failureTtlMs; a waiter's cancellation cancels only its own wait.
+ */
+import { EventEmitter } from 'node:events';
+import { availableParallelism } from 'node:os';
+import pLimit, { type LimitFunction } from 'p-limit';
+import { LazyError, isLazyError, throwIfAborted } from '../errors.js';
+import type { StorePath } from '../nix/store-path.js';
+import { parseStoreBaseName, parseStorePath } from '../nix/store-path.js';
+import { buildDerivation } from '../build/build-derivation.js';
+import { fixedOutputSpec } from '../build/finish-outputs.js';
+import type { LocalStore } from '../store/local-store.js';
+import type { PathInfo } from '../store/path-info.js';
+import type { Substituters } from '../substitute/substituters.js';
+import { FailureCache } from './failure-cache.js';
+import { Job, waitForJob } from './job.js';
+import type { KnownDerivations } from './known-derivations.js';
+import type { ProgressCounts, ProgressEvent, ProgressListener, WorkKind } from './progress.js';
+
+export interface RealiserOptions {
+  known?: KnownDerivations;
+  substituters?: Substituters;
+  /** Most builds at once (default: cores). */
+  maxJobs?: number;
+  /** Most substitutions at once (default 8: downloads wait on the network, not the CPU). */
+  maxSubstitutions?: number;
+  /** NIX_BUILD_CORES (default: cores). */
+  cores?: number;
+  /** How long a failure is answered from memory (default 60 s; 0 = never). */
+  failureTtlMs?: number;
+  timeoutMs?: number;
+  maxSilentMs?: number;
+}
+
+export interface Plan {
+  kind: 'valid' | 'substitute' | 'build';
+  /** 'regular' for a flat fixed-output derivation's output; otherwise unknown until realised. */
+  typeHint?: 'regular' | 'directory' | 'symlink';
+}
+
+export class Realiser {
+  readonly store: LocalStore;
+  readonly known: KnownDerivations | undefined;
+  readonly substituters: Substituters | undefined;
+  readonly maxJobs: number;
+  readonly maxSubstitutions: number;
+  private readonly opts: RealiserOptions;
+  private readonly builds: LimitFunction;
+  private readonly substitutions: LimitFunction;
+  private readonly inflight = new Map<string, Job<unknown>>();
+  private readonly failures: FailureCache;
+  private readonly events = new EventEmitter();
+  readonly counts: ProgressCounts = { done: 0, running: 0, queued: 0, failed: 0 };
+
+  constructor(store: LocalStore, opts: RealiserOptions = {}) {
+    this.store = store;
+    this.known = opts.known;
+    this.substituters = opts.substituters;
+    this.opts = opts;
+    this.maxJobs = Math.max(1, opts.maxJobs ?? availableParallelism());
+    this.maxSubstitutions = Math.max(1, opts.maxSubstitutions ?? 8);
+    this.builds = pLimit(this.maxJobs);
+    this.substitutions = pLimit(this.maxSubstitutions);
+    this.failures = new FailureCache(opts.failureTtlMs ?? 60_000);
+  }
+
+  onProgress(listener: ProgressListener): () => void {
+    this.events.on('progress', listener);
+    return () => this.events.off('progress', listener);
+  }
+
+  /** Makes `p` valid (substituting or building as needed) and returns its PathInfo. */
+  async realise(p: StorePath, opts: { signal?: AbortSignal } = {}): Promise<PathInfo> {
+    throwIfAborted(opts.signal);
+    const info = await this.store.queryPathInfo(p);
+    if (info) return info;
+    return waitForJob(this.pathJob(p), undefined, opts.signal);
+  }
+
+  /** Builds (or finds valid) every output of a known derivation. */
+  async realiseDrv(drvPath: StorePath, opts: { signal?: AbortSignal } = {}): Promise<Map<string, PathInfo>> {
+    throwIfAborted(opts.signal);
+    return waitForJob(this.drvJob(drvPath), undefined, opts.signal);
+  }
+
+  /** What realise(p) would do, without starting work (a store lookup, a narinfo query, a readlink). */
+  async plan(p: StorePath, opts: { signal?: AbortSignal } = {}): Promise<Plan | undefined> {
+    if (await this.store.isValid(p)) return { kind: 'valid' };
+    if (this.substituters && (await this.substituters.query(p, { signal: opts.signal }))) return { kind: 'substitute' };
+    const ref = await this.known?.lookupOutput(p);
+    if (!ref || !this.known) return undefined;
+    const out = (await this.known.load(ref.drvPath)).outputs.get(ref.outputName);
+    return out && fixedOutputSpec(out)?.method === 'flat' ? { kind: 'build', typeHint: 'regular' } : { kind: 'build' };
+  }
+
+  /** Forgets remembered failures (all, or of one drv or path). */
+  forgetFailures(key?: StorePath): void {
+    if (key === undefined) this.failures.clear();
+    else {
+      this.failures.delete(`drv:${key}`);
+      this.failures.delete(`path:${key}`);
+    }
+  }
+
+  private job<T>(key: string, run: (job: Job<T>) => Promise<T>): Job<T> {
+    const existing = this.inflight.get(key) as Job<T> | undefined;
+    if (existing && !existing.controller.signal.aborted) return existing;
+    const job = new Job<T>(key, async (j) => {
+      const cached = this.failures.get(key);
+      if (cached !== undefined) throw cached;
+      return run(j);
+    });
+    this.inflight.set(key, job as Job<unknown>);
+    job.promise.then(
+      () => this.inflight.get(key) === job && this.inflight.delete(key),
+      () => this.inflight.get(key) === job && this.inflight.delete(key),
+    );
+    return job;
+  }
+
+  private pathJob(p: StorePath): Job<PathInfo> {
+    return this.job<PathInfo>(`path:${p}`, async (job) => {
+      const valid = await this.store.queryPathInfo(p);
+      if (valid) return valid;
+      const found = await this.substituters?.query(p, { signal: job.signal });
+      if (found && this.substituters) {
+        const subst = this.substituters;
+        const refs = found.info.references.map((r) => parseStoreBaseName(r)).filter((r) => r !== p);
+        await Promise.all(refs.map((r) => waitForJob(this.pathJob(r), job, job.signal)));
+        return this.run('substitute', { path: p }, job, this.substitutions, () => subst.importPath(this.store, found, { signal: job.signal }));
+      }
+      const ref = await this.known?.lookupOutput(p);
+      if (ref) {
+        const outs = await waitForJob(this.drvJob(ref.drvPath), job, job.signal);
+        const info = outs.get(ref.outputName);
+        if (info) return info;
+      }
+      throw new LazyError('REALISE_NOT_FOUND', `don't know how to realise '${p}': no substituter has it and no known derivation produces it`, {
+        details: { path: p },
+      });
+    });
+  }
+
+  private drvJob(drvPath: StorePath): Job<Map<string, PathInfo>> {
+    return this.job(`drv:${drvPath}`, async (job) => {
+      if (!this.known) throw new LazyError('REALISE_NOT_FOUND', `no known derivations to build '${drvPath}' with`, { details: { drvPath } });
+      const known = this.known;
+      const drv = await known.load(drvPath, { signal: job.signal });
+      const outputs = new Map<string, StorePath>();
+      for (const [name, o] of drv.outputs) outputs.set(name, parseStorePath(o.path));
+      const valid = new Map<string, PathInfo>();
+      for (const [name, p] of outputs) {
+        const info = await this.store.queryPathInfo(p);
+        if (info) valid.set(name, info);
+      }
+      if (valid.size === outputs.size) return valid;
+
+      this.emit('queued', 'build', { drvPath }, +1);
+      let started = false;
+      try {
+        const needed: StorePath[] = drv.inputSrcs.map((s) => parseStorePath(s));
+        for (const [inDrvPath, names] of drv.inputDrvs) {
+          const inDrv = await known.load(inDrvPath, { signal: job.signal });
+          for (const n of names) {
+            const o = inDrv.outputs.get(n);
+            if (!o) throw new LazyError('REALISE_BAD_DRV', `'${drvPath}' wants output '${n}' of '${inDrvPath}', which has none`, { details: { drvPath } });
+            needed.push(parseStorePath(o.path));
+          }
+        }
+        await Promise.all(needed.map((p) => waitForJob(this.pathJob(p), job, job.signal)));
+        const inputPaths = await this.store.closure(needed);
+        return await this.builds(async () => {
+          throwIfAborted(job.signal);
+          started = true;
+          return this.run('build', { drvPath }, job, undefined, () =>
+            buildDerivation(this.store, {
+              drvPath,
+              drv,
+              outputs,
+              inputPaths,
+              cores: this.opts.cores ?? availableParallelism(),
+              timeoutMs: this.opts.timeoutMs,
+              maxSilentMs: this.opts.maxSilentMs,
+              signal: job.signal,
+            }),
+          );
+        });
+      } finally {
+        if (!started) this.emit('dropped', 'build', { drvPath }, -1);
+      }
+    });
+  }
+
+  /** Runs started→finished/failed bookkeeping around one build or substitution. */
+  private async run<T>(
+    kind: WorkKind,
+    what: { drvPath?: StorePath; path?: StorePath },
+    job: Job<unknown>,
+    limit: LimitFunction | undefined,
+    work: () => Promise<T>,
+  ): Promise<T> {
+    const body = async (): Promise<T> => {
+      if (kind === 'substitute') throwIfAborted(job.signal);
+      else this.counts.queued--; // a build was counted as queued by drvJob
+      this.counts.running++;
+      this.publish({ type: 'started', kind, ...what, counts: { ...this.counts } });
+      try {
+        const r = await work();
+        this.counts.running--;
+        this.counts.done++;
+        this.publish({ type: 'finished', kind, ...what, counts: { ...this.counts } });
+        return r;
+      } catch (e) {
+        this.counts.running--;
+        if (isLazyError(e, 'ABORTED')) {
+          this.publish({ type: 'dropped', kind, ...what, counts: { ...this.counts } });
+        } else {
+          this.counts.failed++;
+          this.failures.set(job.key, e);
+          const logPath = isLazyError(e) ? (e.details.logPath as string | undefined) : undefined;
+          this.publish({ type: 'failed', kind, ...what, error: e, logPath, counts: { ...this.counts } });
+        }
+        throw e;
+      }
+    };
+    return limit ? limit(body) : body();
+  }
+
+  private emit(type: 'queued' | 'dropped', kind: WorkKind, what: { drvPath?: StorePath }, delta: number): void {
+    this.counts.queued += delta;
+    this.publish({ type, kind, ...what, counts: { ...this.counts } });
+  }
+
+  private publish(e: ProgressEvent): void {
+    this.events.emit('progress', e);
+  }
+
+  /** In-flight job count (for tests and status). */
+  get inflightCount(): number {
+    return this.inflight.size;
+  }
+}
