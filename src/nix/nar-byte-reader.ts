@@ -1,0 +1,78 @@
+/**
+ * Pull-based reading of a chunked byte stream with absolute offsets, for the NAR parser.
+ * Small reads (`need` + `take`) are served from the current chunk without awaiting when the
+ * bytes are there; file contents are handed out as views of the source's chunks, never copied.
+ */
+import { LazyError } from '../errors.js';
+
+const EMPTY = Buffer.alloc(0);
+
+export class ByteReader {
+  private readonly it: AsyncIterator<Uint8Array>;
+  private buf: Buffer = EMPTY;
+  private pos = 0;
+  /** Absolute offset of the next unread byte. */
+  offset = 0;
+  private done = false;
+
+  constructor(source: AsyncIterable<Uint8Array>) {
+    this.it = source[Symbol.asyncIterator]();
+  }
+
+  get available(): number {
+    return this.buf.length - this.pos;
+  }
+
+  /** Pulls the next non-empty chunk into `buf`, keeping unread bytes; false at end of input. */
+  private async pull(): Promise<boolean> {
+    for (;;) {
+      if (this.done) return false;
+      const r = await this.it.next();
+      if (r.done === true) {
+        this.done = true;
+        return false;
+      }
+      const c = r.value;
+      if (c.length === 0) continue;
+      const chunk = Buffer.isBuffer(c) ? c : Buffer.from(c.buffer, c.byteOffset, c.length);
+      this.buf = this.available === 0 ? chunk : Buffer.concat([this.buf.subarray(this.pos), chunk]);
+      this.pos = 0;
+      return true;
+    }
+  }
+
+  /** Ensures `n` bytes are available; NAR_TRUNCATED if the input ends first. */
+  async need(n: number, what: string): Promise<void> {
+    while (this.available < n) {
+      if (!(await this.pull())) {
+        throw new LazyError('NAR_TRUNCATED', `NAR ends inside ${what} at byte ${this.offset + this.available}`, {
+          details: { offset: this.offset + this.available },
+        });
+      }
+    }
+  }
+
+  /** Takes `n` bytes already made available by `need` (a view, valid until the next pull). */
+  take(n: number): Buffer {
+    const b = this.buf.subarray(this.pos, this.pos + n);
+    this.pos += n;
+    this.offset += n;
+    return b;
+  }
+
+  /** Yields the next `n` bytes as views of the source's chunks. */
+  async *stream(n: number, what: string): AsyncGenerator<Buffer> {
+    let left = n;
+    while (left > 0) {
+      if (this.available === 0) await this.need(1, what);
+      const k = Math.min(left, this.available);
+      left -= k;
+      yield this.take(k);
+    }
+  }
+
+  /** True when no byte is left (pulls once if needed). */
+  async atEnd(): Promise<boolean> {
+    return this.available === 0 && !(await this.pull());
+  }
+}
