@@ -1,0 +1,297 @@
+/**
+ * The embedded store: a state directory of unpacked canonical paths plus narinfo metadata.
+ *
+ * Write order, which every crash-consistency argument rests on:
+ *   1. contents are prepared in `tmp/` (same filesystem) by the caller or an import;
+ *   2. under the path's lock (store-lock.ts), `rename(tmp, store/<base>)`;
+ *   3. the narinfo is drafted in `tmp/` and renamed to `info/<hash>.narinfo` — the commit point.
+ * Delete runs it backwards (narinfo first). So a crash leaves only scratch in `tmp/` or a
+ * `store/` entry without narinfo, both removed by recovery (store-recovery.ts) at the next open.
+ * Not covered: power loss (nothing is fsynced; `lazystore verify --check-contents` finds what
+ * the disk lost).
+ */
+import { randomBytes } from 'node:crypto';
+import { mkdir, readFile, readdir, rename, unlink, writeFile } from 'node:fs/promises';
+import { join, relative, sep } from 'node:path';
+import { LRUCache } from 'lru-cache';
+import { LazyError, throwIfAborted } from '../errors.js';
+import { formatNarInfo, parseNarInfo } from '../nix/narinfo.js';
+import { baseName, hashPart, parseStoreBaseName, type StorePath } from '../nix/store-path.js';
+import { closureOf } from './closure.js';
+import { pathInfoFromNarInfo, pathInfoToNarInfo, type PathInfo } from './path-info.js';
+import { ownerToken } from './process-owner.js';
+import { removeTree } from './remove-tree.js';
+import { narInfoFile, storeLayout, type StoreLayout } from './store-layout.js';
+import { StoreLocks } from './store-lock.js';
+import { recoverStore, type RecoveryReport } from './store-recovery.js';
+import { importDirectory, importNar, type DirectoryImport, type NarExpectation } from './store-import.js';
+import { testPause } from './test-pause.js';
+
+export type { DirectoryImport, NarExpectation } from './store-import.js';
+
+interface Signal {
+  signal?: AbortSignal;
+}
+
+/** How many PathInfos stay parsed in memory; one is ~0.5 KiB, so 10k ≈ 5 MiB. */
+const INFO_CACHE_SIZE = 10_000;
+
+export class LocalStore {
+  readonly layout: StoreLayout;
+  /** What recovery found and removed when this store was opened. */
+  readonly recovery: RecoveryReport;
+  private readonly locks: StoreLocks;
+  /** Paths known valid. Valid paths are immutable, so a yes stays true (until our own delete). */
+  private readonly valid = new Set<string>();
+  private readonly infos = new LRUCache<string, PathInfo>({ max: INFO_CACHE_SIZE });
+  private tempCounter = 0;
+
+  private constructor(layout: StoreLayout, locks: StoreLocks, recovery: RecoveryReport) {
+    this.layout = layout;
+    this.locks = locks;
+    this.recovery = recovery;
+  }
+
+  /** Opens (creating if needed) the state directory and recovers from crashed writers. */
+  static async open(stateDir: string, opts: Signal = {}): Promise<LocalStore> {
+    throwIfAborted(opts.signal);
+    const layout = storeLayout(stateDir);
+    for (const d of [layout.stateDir, layout.storeDir, layout.infoDir, layout.drvDir, layout.logDir, layout.tmpDir]) {
+      await mkdir(d, { recursive: true });
+    }
+    const locks = new StoreLocks(layout.stateDir);
+    const recovery = await recoverStore(layout, locks, opts);
+    return new LocalStore(layout, locks, recovery);
+  }
+
+  get stateDir(): string {
+    return this.layout.stateDir;
+  }
+
+  /** Where the path's contents live on disk: `<state>/store/<base>`. */
+  realPath(p: StorePath): string {
+    return join(this.layout.storeDir, baseName(p));
+  }
+
+  /** `log/<drv basename>`: where the build log of `drvPath` is kept. */
+  logPath(drvPath: StorePath | string): string {
+    return join(this.layout.logDir, drvPath.slice(drvPath.lastIndexOf('/') + 1));
+  }
+
+  /** Synchronous, memory only: true if this store object has already seen `p` valid. */
+  isKnownValid(p: StorePath): boolean {
+    return this.valid.has(p);
+  }
+
+  /** Positive answers are cached for the life of this object (paths are immutable once valid). */
+  async isValid(p: StorePath, opts: Signal = {}): Promise<boolean> {
+    if (this.valid.has(p)) return true;
+    return (await this.queryPathInfo(p, opts)) !== undefined;
+  }
+
+  async queryPathInfo(p: StorePath, opts: Signal = {}): Promise<PathInfo | undefined> {
+    const hit = this.infos.get(p);
+    if (hit) return hit;
+    throwIfAborted(opts.signal);
+    const info = await this.readInfo(p);
+    if (info) this.remember(info);
+    return info;
+  }
+
+  /** Every valid path, sorted. Two directory listings, no narinfo is read. */
+  async listValid(opts: Signal = {}): Promise<StorePath[]> {
+    throwIfAborted(opts.signal);
+    const infos = new Set((await readdir(this.layout.infoDir)).filter((n) => n.endsWith('.narinfo')).map((n) => n.slice(0, -8)));
+    const out: StorePath[] = [];
+    for (const name of await readdir(this.layout.storeDir)) {
+      if (!infos.has(name.slice(0, 32))) continue;
+      try {
+        out.push(parseStoreBaseName(name));
+      } catch {
+        // not a store path name: nothing we registered
+      }
+    }
+    return out.sort();
+  }
+
+  /** `paths` and everything they reference, each path after all of its references. */
+  async closure(paths: Iterable<StorePath>, opts: Signal = {}): Promise<StorePath[]> {
+    return closureOf(paths, async (p) => (await this.queryPathInfo(p, opts))?.references, opts);
+  }
+
+  /** Valid paths other than `p` that reference `p`. Reads every narinfo: meant for delete. */
+  async referrers(p: StorePath, opts: Signal = {}): Promise<StorePath[]> {
+    const out: StorePath[] = [];
+    for (const q of await this.listValid(opts)) {
+      if (q === p) continue;
+      throwIfAborted(opts.signal);
+      if ((await this.queryPathInfo(q))?.references.includes(p)) out.push(q);
+    }
+    return out;
+  }
+
+  /**
+   * A new empty directory under `tmp/`, named `<pid>.<start time>.<n><random>-<label>` so
+   * recovery can tell whether its owner still runs. The caller removes it (`discardTemp`)
+   * unless `register` consumed it.
+   */
+  async makeTempDir(label: string, opts: Signal = {}): Promise<string> {
+    throwIfAborted(opts.signal);
+    const safe = label.replace(/[^A-Za-z0-9+._?=-]/g, '_').slice(0, 80);
+    const dir = join(this.layout.tmpDir, `${ownerToken()}.${this.tempCounter++}${randomBytes(4).toString('hex')}-${safe}`);
+    await mkdir(dir, { mode: 0o700 });
+    return dir;
+  }
+
+  /** Removes a scratch entry made by `makeTempDir` (read-only trees included). */
+  async discardTemp(tmpPath: string): Promise<void> {
+    this.checkTemp(tmpPath);
+    await removeTree(tmpPath);
+  }
+
+  /**
+   * Makes `info.path` valid with the contents at `tmpPath` (a file, directory or symlink under
+   * `tmp/`, already canonical, whose NAR hash, size and references the caller computed).
+   * References other than the path itself should be valid already (the closure invariant that
+   * `closure` and `delete` rely on). Not checked here, so the outputs of one build may come in
+   * any order; `registerAll` checks and orders a batch.
+   * If the path is valid already — another task or process won — `tmpPath` is discarded and
+   * the winner's info returned: registration is idempotent and never replaces contents.
+   */
+  async register(tmpPath: string, info: PathInfo, opts: Signal = {}): Promise<PathInfo> {
+    this.checkTemp(tmpPath);
+    const { signal } = opts;
+    const known = await this.queryPathInfo(info.path, opts);
+    if (known) {
+      await removeTree(tmpPath);
+      return known;
+    }
+    const hash = hashPart(info.path);
+    const release = await this.locks.acquire(hash, { signal });
+    try {
+      const winner = await this.readInfo(info.path);
+      if (winner) {
+        await removeTree(tmpPath);
+        this.remember(winner);
+        return winner;
+      }
+      const dest = this.realPath(info.path);
+      // Holding the lock with no narinfo, anything at dest is a dead registration's leftover.
+      await removeTree(dest);
+      await testPause('register:before-rename');
+      await rename(tmpPath, dest);
+      const draft = join(this.layout.tmpDir, `${ownerToken()}.${this.tempCounter++}-narinfo-${hash}`);
+      try {
+        await testPause('register:after-rename');
+        await writeFile(draft, formatNarInfo(pathInfoToNarInfo(info)), { mode: 0o644 });
+        await testPause('register:before-commit');
+        await rename(draft, narInfoFile(this.layout, hash));
+      } catch (e) {
+        await removeTree(dest).catch(() => undefined);
+        await unlink(draft).catch(() => undefined);
+        throw e;
+      }
+    } finally {
+      await release();
+    }
+    this.remember(info);
+    return info;
+  }
+
+  /**
+   * Registers several paths, references first; each reference must be valid already or be in
+   * the batch (STORE_REFERENCE_INVALID otherwise, before anything is registered).
+   */
+  async registerAll(entries: readonly { tmpPath: string; info: PathInfo }[], opts: Signal = {}): Promise<PathInfo[]> {
+    const batch = new Map(entries.map((e) => [e.info.path, e]));
+    for (const { info } of entries) {
+      for (const ref of info.references) {
+        if (ref !== info.path && !batch.has(ref) && !(await this.isValid(ref, opts))) {
+          throw new LazyError('STORE_REFERENCE_INVALID', `cannot register '${info.path}': its reference '${ref}' is not valid`, {
+            details: { path: info.path, reference: ref },
+          });
+        }
+      }
+    }
+    const order = await closureOf(batch.keys(), async (p) => batch.get(p)?.info.references.filter((r) => batch.has(r)) ?? [], opts);
+    const out = new Map<StorePath, PathInfo>();
+    for (const p of order) out.set(p, await this.register(batch.get(p)!.tmpPath, batch.get(p)!.info, opts));
+    return entries.map((e) => out.get(e.info.path)!);
+  }
+
+  /** Restores a NAR stream as `expected.path`, checking NarSize/NarHash on the way; see store-import.ts. */
+  async addFromNar(source: AsyncIterable<Uint8Array>, expected: NarExpectation, opts: Signal = {}): Promise<PathInfo> {
+    return importNar(this, source, expected, opts);
+  }
+
+  /** Copies a file tree in (canonical, hashed and scanned in one pass); see store-import.ts. */
+  async addFromDirectory(srcPath: string, opts: DirectoryImport): Promise<PathInfo> {
+    return importDirectory(this, srcPath, opts);
+  }
+
+  /**
+   * Makes `p` invalid and removes its contents. Refuses while another valid path references it.
+   * Another process that cached `p` as valid keeps believing so until it reopens the store.
+   */
+  async delete(p: StorePath, opts: Signal = {}): Promise<void> {
+    const release = await this.locks.acquire(hashPart(p), opts);
+    let trash: string | undefined;
+    try {
+      if ((await this.readInfo(p)) === undefined) {
+        throw new LazyError('STORE_PATH_INVALID', `path '${p}' is not valid`, { details: { path: p } });
+      }
+      const referrers = await this.referrers(p, opts);
+      if (referrers.length > 0) {
+        throw new LazyError(
+          'STORE_PATH_IN_USE',
+          `cannot delete '${p}': it is referenced by ${referrers.map((r) => `'${r}'`).join(', ')}`,
+          { details: { path: p, referrers } },
+        );
+      }
+      this.valid.delete(p);
+      this.infos.delete(p);
+      await unlink(narInfoFile(this.layout, hashPart(p)));
+      trash = join(this.layout.tmpDir, `${ownerToken()}.${this.tempCounter++}-deleted-${baseName(p)}`);
+      await rename(this.realPath(p), trash).catch((e: NodeJS.ErrnoException) => {
+        if (e.code !== 'ENOENT') throw e;
+        trash = undefined;
+      });
+    } finally {
+      await release();
+    }
+    if (trash !== undefined) await removeTree(trash);
+  }
+
+  private remember(info: PathInfo): void {
+    this.valid.add(info.path);
+    this.infos.set(info.path, info);
+  }
+
+  /** The narinfo on disk, bypassing the caches; undefined when the path is not valid. */
+  private async readInfo(p: StorePath): Promise<PathInfo | undefined> {
+    const file = narInfoFile(this.layout, hashPart(p));
+    let text: string;
+    try {
+      text = await readFile(file, 'utf8');
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+      throw e;
+    }
+    let info: PathInfo;
+    try {
+      info = pathInfoFromNarInfo(parseNarInfo(text, file), file);
+    } catch (e) {
+      throw new LazyError('STORE_BAD_INFO', `corrupt metadata for '${p}': ${(e as Error).message}`, { cause: e, details: { path: p, file } });
+    }
+    return info.path === p ? info : undefined;
+  }
+
+  private checkTemp(tmpPath: string): void {
+    const rel = relative(this.layout.tmpDir, tmpPath);
+    if (rel === '' || rel.startsWith('..') || rel.startsWith(sep)) {
+      throw new LazyError('STORE_BAD_TEMP', `'${tmpPath}' is not inside the store's scratch directory ${this.layout.tmpDir}`, {
+        details: { tmpPath },
+      });
+    }
+  }
+}

@@ -1,0 +1,204 @@
+/**
+ * Getting contents into the store: from a NAR stream (substitution, `nix-store --dump`) or from
+ * a file tree on disk (builder inputs from a host store). Both restore into `tmp/` — canonical
+ * modes and mtime as they are written — verify, then `register`. On any failure nothing is
+ * left behind: the scratch directory is removed and the path stays invalid.
+ */
+import { join } from 'node:path';
+import { LazyError, isLazyError } from '../errors.js';
+import { StreamingHash, formatHash, hashEquals, type Hash, type HashAlgo } from '../nix/hash.js';
+import { RefScanner } from '../nix/refscan.js';
+import { checkStoreName, hashPart, makeFixedOutputPath, nameOf, type StorePath } from '../nix/store-path.js';
+import { checkContentAddress, formatContentAddress, parseContentAddress } from './content-address.js';
+import type { LocalStore } from './local-store.js';
+import { dumpPath } from './nar-dump.js';
+import { restoreNar } from './nar-restore.js';
+import type { PathInfo } from './path-info.js';
+import { removeTree } from './remove-tree.js';
+
+/** What the NAR must turn out to be (typically from a narinfo). */
+export interface NarExpectation {
+  path: StorePath;
+  /** Checked at the end of the stream; any algorithm. */
+  narHash?: Hash;
+  /** Checked while streaming: the import fails as soon as the stream runs past it. */
+  narSize?: number;
+  references: StorePath[];
+  deriver?: StorePath;
+  /** Checked against the contents and the path when given. */
+  ca?: string;
+  sigs?: string[];
+}
+
+export interface DirectoryImport {
+  /**
+   * The store path to register as. Verified when possible: when it is the content-addressed
+   * (`source`) path of the contents, or against `ca` or `narHash` when given; an input-addressed
+   * path with neither is taken on trust. Without `path`, the contents are added like
+   * `nix-store --add`: the `source` path of `name`, with CA `fixed:r:sha256:…`.
+   */
+  path?: StorePath;
+  name?: string;
+  /** Store paths the contents may mention; those found become the references. */
+  refCandidates?: Iterable<StorePath>;
+  narHash?: Hash;
+  deriver?: StorePath;
+  ca?: string;
+  sigs?: string[];
+  signal?: AbortSignal;
+}
+
+export async function importNar(
+  store: LocalStore,
+  source: AsyncIterable<Uint8Array>,
+  expected: NarExpectation,
+  opts: { signal?: AbortSignal } = {},
+): Promise<PathInfo> {
+  const { path } = expected;
+  const known = await store.queryPathInfo(path, opts);
+  if (known) return known;
+  const dir = await store.makeTempDir(`nar-${nameOf(path)}`, opts);
+  try {
+    const dest = join(dir, 'nar');
+    const algos = new Set<HashAlgo>();
+    if (expected.narHash && expected.narHash.algo !== 'sha256') algos.add(expected.narHash.algo);
+    if (expected.ca !== undefined) {
+      const ca = parseContentAddress(expected.ca);
+      if (ca.method === 'recursive' && ca.hash.algo !== 'sha256') algos.add(ca.hash.algo);
+    }
+    const tap = new NarTap(path, expected.narSize, algos);
+    const restored = await withPath(path, restoreNar(tap.wrap(source), dest, opts));
+    const narHashes = tap.hashes(restored.narHash);
+    if (expected.narSize !== undefined && restored.narSize !== expected.narSize) {
+      throw sizeMismatch(path, expected.narSize, restored.narSize);
+    }
+    if (expected.narHash) {
+      const actual = narHashes(expected.narHash.algo)!;
+      if (!hashEquals(actual, expected.narHash)) {
+        throw new LazyError(
+          'STORE_NAR_HASH_MISMATCH',
+          `NAR hash mismatch for '${path}': expected ${formatHash(expected.narHash)}, got ${formatHash(actual)}`,
+          { details: { path, expected: formatHash(expected.narHash), actual: formatHash(actual) } },
+        );
+      }
+    }
+    if (expected.ca !== undefined) {
+      await checkContentAddress({ path, ca: expected.ca, references: expected.references, fsPath: dest, narHash: narHashes, signal: opts.signal });
+    }
+    const info: PathInfo = {
+      path,
+      narHash: restored.narHash,
+      narSize: restored.narSize,
+      references: [...expected.references].sort(),
+      sigs: [...(expected.sigs ?? [])],
+    };
+    if (expected.deriver !== undefined) info.deriver = expected.deriver;
+    if (expected.ca !== undefined) info.ca = expected.ca;
+    return await store.register(dest, info, opts);
+  } finally {
+    await removeTree(dir);
+  }
+}
+
+export async function importDirectory(store: LocalStore, srcPath: string, opts: DirectoryImport): Promise<PathInfo> {
+  const { signal } = opts;
+  if (opts.path) {
+    const known = await store.queryPathInfo(opts.path, opts);
+    if (known) return known;
+  }
+  const name = opts.path ? nameOf(opts.path) : opts.name;
+  if (name === undefined) throw new LazyError('STORE_BAD_IMPORT', `importing '${srcPath}' needs a store path or a name`);
+  checkStoreName(name);
+  const candidates = new Map<string, StorePath>();
+  for (const c of opts.refCandidates ?? []) candidates.set(hashPart(c), c);
+  if (opts.path) candidates.set(hashPart(opts.path), opts.path);
+  const scanner = new RefScanner(candidates.keys());
+  const dir = await store.makeTempDir(`import-${name}`, { signal });
+  try {
+    const dest = join(dir, 'nar');
+    const tap = new NarTap(opts.path ?? name, undefined, new Set(), scanner);
+    const restored = await withPath(opts.path ?? srcPath, restoreNar(tap.wrap(dumpPath(srcPath, { signal })), dest, { signal }));
+    const references = [...scanner.found()].map((h) => candidates.get(h)!).sort();
+    const recursive = { method: 'recursive' as const, hash: restored.narHash };
+    const sourcePath = makeFixedOutputPath(
+      name,
+      recursive,
+      references.filter((r) => r !== opts.path),
+      opts.path !== undefined && references.includes(opts.path),
+    );
+    const path = opts.path ?? sourcePath;
+    let ca = opts.ca;
+    if (path === sourcePath) {
+      ca ??= formatContentAddress(recursive);
+    }
+    if (ca !== undefined) {
+      await checkContentAddress({ path, ca, references, fsPath: dest, narHash: tap.hashes(restored.narHash), signal });
+    } else if (opts.narHash && !hashEquals(opts.narHash, restored.narHash)) {
+      throw new LazyError(
+        'STORE_NAR_HASH_MISMATCH',
+        `NAR hash mismatch for '${path}' (from ${srcPath}): expected ${formatHash(opts.narHash)}, got ${formatHash(restored.narHash)}`,
+        { details: { path, expected: formatHash(opts.narHash), actual: formatHash(restored.narHash) } },
+      );
+    }
+    const info: PathInfo = { path, narHash: restored.narHash, narSize: restored.narSize, references, sigs: [...(opts.sigs ?? [])] };
+    if (opts.deriver !== undefined) info.deriver = opts.deriver;
+    if (ca !== undefined) info.ca = ca;
+    return await store.register(dest, info, { signal });
+  } finally {
+    await removeTree(dir);
+  }
+}
+
+/**
+ * Watches a NAR stream on its way to restoreNar: counts bytes (failing the moment they pass
+ * the expected size, so a bad substituter cannot fill the disk), feeds extra hash algorithms
+ * and a reference scanner.
+ */
+class NarTap {
+  private size = 0;
+  private readonly extra: Map<HashAlgo, StreamingHash>;
+
+  constructor(
+    private readonly what: string,
+    private readonly limit: number | undefined,
+    algos: Set<HashAlgo>,
+    private readonly scanner?: RefScanner,
+  ) {
+    this.extra = new Map([...algos].map((a) => [a, new StreamingHash(a)]));
+  }
+
+  async *wrap(source: AsyncIterable<Uint8Array>): AsyncGenerator<Buffer> {
+    for await (const chunk of source) {
+      this.size += chunk.length;
+      if (this.limit !== undefined && this.size > this.limit) throw sizeMismatch(this.what, this.limit, this.size, true);
+      for (const h of this.extra.values()) h.update(chunk);
+      this.scanner?.update(chunk);
+      yield Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.length);
+    }
+  }
+
+  /** NAR hash by algorithm, once the stream is done (sha256 comes from restoreNar). */
+  hashes(sha256: Hash): (algo: HashAlgo) => Hash | undefined {
+    const digests = new Map<HashAlgo, Hash>([...this.extra].map(([a, h]) => [a, h.digest()]));
+    digests.set('sha256', sha256);
+    return (algo) => digests.get(algo);
+  }
+}
+
+function sizeMismatch(path: string, expected: number, actual: number, atLeast = false): LazyError {
+  return new LazyError('STORE_NAR_SIZE_MISMATCH', `NAR size mismatch for '${path}': expected ${expected} bytes, got ${atLeast ? 'at least ' : ''}${actual}`, {
+    details: { path, expected, actual },
+  });
+}
+
+/** Errors of the NAR layer name the path they were importing. */
+async function withPath<T>(path: string, p: Promise<T>): Promise<T> {
+  try {
+    return await p;
+  } catch (e) {
+    if (isLazyError(e) && !e.code.startsWith('STORE_') && e.code !== 'ABORTED') {
+      throw new LazyError(e.code, `importing '${path}': ${e.message}`, { cause: e, details: { ...e.details, path } });
+    }
+    throw e;
+  }
+}
