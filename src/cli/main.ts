@@ -5,6 +5,8 @@ import type { Command } from './command.js';
 
 /** Every command, loaded on demand so `lazystore nar hash` does not load FUSE. */
 const COMMANDS: Record<string, () => Promise<Command>> = {
+  copy: async () => (await import('./commands/copy.js')).command,
+  serve: async () => (await import('./commands/serve.js')).command,
   'path-info': async () => (await import('./commands/path-info.js')).command,
   verify: async () => (await import('./commands/verify.js')).command,
   delete: async () => (await import('./commands/delete.js')).command,

@@ -4,18 +4,22 @@
  * that nothing unverified or partial is ever registered.
  */
 import { LazyError, isLazyError, throwIfAborted } from '../errors.js';
-import { formatHash } from '../nix/hash.js';
 import { countValidSigs, type NarInfo } from '../nix/narinfo.js';
 import type { PublicKey } from '../nix/signing.js';
 import { parseStoreBaseName, type StorePath } from '../nix/store-path.js';
 import { pathInfoFromNarInfo, type PathInfo } from '../store/path-info.js';
 import type { BinaryCache } from './binary-cache.js';
-import { isContentAddressedPath, parseContentAddress, verifyContentAddress } from './content-address.js';
+import { isContentAddressedPath } from './content-address.js';
 
 /** What importing needs from the store (LocalStore provides it). */
 export interface ImportTarget {
   isValid(p: StorePath, opts?: { signal?: AbortSignal }): Promise<boolean>;
-  /** Restores the NAR, checks its NarHash/NarSize against `expected`, registers atomically. */
+  queryPathInfo(p: StorePath, opts?: { signal?: AbortSignal }): Promise<PathInfo | undefined>;
+  /**
+   * Restores the NAR, checks NarSize (while streaming), NarHash and CA against `expected`, and
+   * registers atomically; on failure nothing is left (STORE_NAR_SIZE_MISMATCH,
+   * STORE_NAR_HASH_MISMATCH, STORE_CA_MISMATCH, NAR_* from the reader).
+   */
   addFromNar(stream: AsyncIterable<Uint8Array>, expected: PathInfo, opts?: { signal?: AbortSignal }): Promise<PathInfo>;
 }
 
@@ -109,40 +113,27 @@ export class Substituters {
         });
       }
     }
-    const ca = info.ca !== undefined && isContentAddressedPath(info) ? parseContentAddress(info.ca) : undefined;
+    const known = await store.queryPathInfo(info.storePath, { signal });
+    if (known) return known;
     for (let attempt = 1; ; attempt++) {
       try {
-        let nar: AsyncIterable<Buffer> = limitSize(await cache.getNar(info, { signal }), info);
-        if (ca) nar = verifyContentAddress(nar, info.storePath, ca);
-        return await store.addFromNar(nar, expected, { signal });
+        return await store.addFromNar(await cache.getNar(info, { signal }), expected, { signal });
       } catch (e) {
-        if (signal?.aborted || attempt >= this.importAttempts || !isLazyError(e) || e.details.transient !== true) {
-          if (isLazyError(e) && /HASH|SIZE|NAR_|CA_/.test(e.code)) cache.forget(info.storePath);
-          throw e;
-        }
+        if (signal?.aborted) throw e;
+        if (isLazyError(e) && e.details.transient === true && attempt < this.importAttempts) continue;
+        // A broken copy: forget the narinfo so a fixed cache is seen without waiting for the TTL.
+        if (isLazyError(e) && e.code !== 'ABORTED') cache.forget(info.storePath);
+        throw fromCache(e, info, cache);
       }
     }
   }
 }
 
-/**
- * Fails as soon as the NAR exceeds NarSize (a hostile or broken cache cannot fill the disk),
- * and at its end when it is shorter; the store checks NarHash.
- */
-async function* limitSize(source: AsyncIterable<Buffer>, info: NarInfo): AsyncGenerator<Buffer> {
-  let n = 0;
-  for await (const chunk of source) {
-    n += chunk.length;
-    if (n > info.narSize) throw sizeError(info, n, true);
-    yield chunk;
-  }
-  if (n !== info.narSize) throw sizeError(info, n, false);
-}
-
-function sizeError(info: NarInfo, actual: number, atLeast: boolean): LazyError {
-  return new LazyError(
-    'SUBST_NAR_SIZE',
-    `NAR size mismatch importing ${info.storePath} (${formatHash(info.narHash)}): expected ${info.narSize} bytes, got ${atLeast ? 'at least ' : ''}${actual}`,
-    { details: { path: info.storePath, expected: info.narSize, actual } },
-  );
+/** The store's error, with the cache it came from added to the message and details. */
+function fromCache(e: unknown, info: NarInfo, cache: BinaryCache): unknown {
+  if (!isLazyError(e) || e.code === 'ABORTED') return e;
+  return new LazyError(e.code, `substituting ${info.storePath} from ${cache.url}: ${e.message}`, {
+    cause: e,
+    details: { ...e.details, path: info.storePath, cache: cache.url },
+  });
 }
