@@ -5,7 +5,8 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 
-pkgs=(bubblewrap libfuse2 fuse3 xz-utils zstd bzip2 nix-bin busybox-static jq nginx-light bindfs)
+# qemu-system-x86, linux-image-amd64 (9p as modules; the cloud kernel has no 9p) and cpio: test/vm guests
+pkgs=(bubblewrap libfuse2 fuse3 xz-utils zstd bzip2 nix-bin busybox-static jq nginx-light bindfs qemu-system-x86 linux-image-amd64 cpio)
 need=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || need+=("$p")

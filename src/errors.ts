@@ -9,6 +9,7 @@
  *   REALISE_ KNOWN_                               — src/realise
  *   FUSE_ MOUNT_                                  — src/fuse
  *   CLI_                                          — src/cli
+ *   VM_                                           — src/vm (test guests under qemu)
  * The FUSE boundary maps codes to errno in exactly one place (src/fuse/errno.ts).
  */
 export class LazyError extends Error {
