@@ -74,7 +74,7 @@ class Reader {
     for (let i = 0; i < lit.length; i++) {
       if (this.buf[this.pos + i] !== lit.charCodeAt(i)) {
         const got = this.pos + i >= this.buf.length ? 'end of input' : `'${String.fromCharCode(this.buf[this.pos + i]!)}'`;
-        this.fail('DRV_SYNTAX', `expected '${lit[i]}' (of '${lit}'), got ${got}`, this.pos + i);
+        this.fail('DRV_SYNTAX', `expected '${lit[i]}'${lit.length > 1 ? ` (of '${lit}')` : ''}, got ${got}`, this.pos + i);
       }
     }
     this.pos += lit.length;
