@@ -7,7 +7,7 @@
  *                read-only bind into it, and the builder creates its outputs there itself.
  *   /build       a fresh host dir, the cwd (NIX_BUILD_TOP)
  *   /etc         passwd, group, hosts with Nix's contents (hosts from the host for fixed-output)
- *   /dev         bwrap's minimal devtmpfs (null zero full random urandom tty pts ptmx shm fd std*)
+ *   /dev         bwrap's minimal devtmpfs (null zero full random urandom tty pts ptmx shm fd std*), kvm
  *   /proc, /tmp  fresh procfs, fresh 1777 tmpfs
  * uid 1000 gid 100 in a new user namespace, hostname localhost, every namespace unshared and
  * the network too unless the derivation is fixed-output (Nix gives those the network).
@@ -67,10 +67,12 @@ export function bwrapArgs(spec: SandboxSpec): Buffer {
     }
     a.push('--setenv', k, v);
   }
+  a.push('--perms', '0755', '--dir', '/nix', '--perms', '0755', '--dir', '/etc');
   a.push('--bind', spec.storeDir, SANDBOX_STORE_DIR);
   for (const i of spec.inputs) a.push('--ro-bind', i.hostPath, i.storePath);
   a.push('--bind', spec.buildDir, SANDBOX_BUILD_DIR, '--chdir', SANDBOX_BUILD_DIR);
-  a.push('--dev', '/dev', '--perms', '1777', '--tmpfs', '/dev/shm');
+  // bwrap's /dev also has core (→ /proc/kcore, unreadable); Nix adds kvm when the host has it
+  a.push('--dev', '/dev', '--perms', '1777', '--tmpfs', '/dev/shm', '--dev-bind-try', '/dev/kvm', '/dev/kvm');
   a.push('--proc', '/proc', '--perms', '1777', '--tmpfs', '/tmp');
   a.push('--ro-bind', `${spec.etcDir}/passwd`, '/etc/passwd', '--ro-bind', `${spec.etcDir}/group`, '/etc/group');
   if (spec.network) {
