@@ -9,7 +9,7 @@ import type { StoreView } from './store-view.js';
 
 const WRITE_OPS = [
   'write', 'create', 'truncate', 'ftruncate', 'utimens', 'chown', 'chmod', 'mknod', 'setxattr',
-  'removexattr', 'unlink', 'rename', 'link', 'symlink', 'mkdir', 'rmdir', 'fsync', 'fsyncdir', 'flush',
+  'removexattr', 'unlink', 'rename', 'link', 'symlink', 'mkdir', 'rmdir',
 ] as const;
 
 export function makeOps(view: StoreView, opts: { stateDir: string; log: (line: string) => void }): FuseOps {

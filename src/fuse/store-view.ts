@@ -98,9 +98,9 @@ export class StoreView {
   }
 
   async readdir(path: string): Promise<string[]> {
-    if (path === '/') return this.opts.listRoot ? this.listRoot() : [];
+    if (path === '/') return ['.', '..', ...(this.opts.listRoot ? await this.listRoot() : [])];
     const real = await this.realFor(path);
-    return fsp.readdir(real);
+    return ['.', '..', ...(await fsp.readdir(real))];
   }
 
   /** Waits for the path (open is where a reader of an unrealised path waits). */
