@@ -5,6 +5,9 @@ import type { Command } from './command.js';
 
 /** Every command, loaded on demand so `lazystore nar hash` does not load FUSE. */
 const COMMANDS: Record<string, () => Promise<Command>> = {
+  mount: async () => (await import('./commands/mount.js')).command,
+  shell: async () => (await import('./commands/shell.js')).command,
+  status: async () => (await import('./commands/status.js')).command,
   copy: async () => (await import('./commands/copy.js')).command,
   serve: async () => (await import('./commands/serve.js')).command,
   'path-info': async () => (await import('./commands/path-info.js')).command,
