@@ -13,6 +13,7 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
   'path-info': async () => (await import('./commands/path-info.js')).command,
   verify: async () => (await import('./commands/verify.js')).command,
   delete: async () => (await import('./commands/delete.js')).command,
+  drv: async () => (await import('./commands/drv.js')).command,
 };
 
 async function main(argv: string[]): Promise<number> {
