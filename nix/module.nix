@@ -19,6 +19,8 @@ let
     [
       "--state"
       cfg.stateDir
+      # the daemon runs as root; without this only root could read the mount
+      "--allow-other"
     ]
     ++ lib.concatMap (s: [
       "--substituter"

@@ -72,7 +72,7 @@ describe('Nix packaging files', () => {
     const s = m.serviceConfig;
     expect(s.Restart).toBe('on-failure');
     expect(s.KillSignal).toBe('SIGTERM');
-    expect(s.ExecStart).toMatch(/\/bin\/lazystore mount --state \/var\/lib\/lazystore .* \/nix\/lazy-store$/);
+    expect(s.ExecStart).toMatch(/\/bin\/lazystore mount --state \/var\/lib\/lazystore --allow-other .* \/nix\/lazy-store$/);
     expect(s.ExecStopPost).toMatch(/fusermount -u -z \/nix\/lazy-store$/);
     expect(s.StateDirectory).toBe('lazystore');
     expect(s.StateDirectoryWhen).toBe(true);
@@ -89,7 +89,7 @@ describe('Nix packaging files', () => {
     ]);
     const cmd = m.serviceConfig.ExecStart;
     expect(cmd).toContain(
-      "mount --state /srv/lazy --substituter file:///a --substituter https://b --trusted-key k-1:AAAA --drvs /srv/drvs --max-jobs 3 --no-check-sigs '/mnt/lazy store'",
+      "mount --state /srv/lazy --allow-other --substituter file:///a --substituter https://b --trusted-key k-1:AAAA --drvs /srv/drvs --max-jobs 3 --no-check-sigs '/mnt/lazy store'",
     );
     expect(m.serviceConfig.StateDirectoryWhen).toBe(false);
     const { source, known } = mountFlags();
