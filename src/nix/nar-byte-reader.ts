@@ -45,7 +45,7 @@ export class ByteReader {
   async need(n: number, what: string): Promise<void> {
     while (this.available < n) {
       if (!(await this.pull())) {
-        throw new LazyError('NAR_TRUNCATED', `NAR ends inside ${what} at byte ${this.offset + this.available}`, {
+        throw new LazyError('NAR_TRUNCATED', `NAR ends inside ${what} at NAR byte ${this.offset + this.available}`, {
           details: { offset: this.offset + this.available },
         });
       }

@@ -1,0 +1,82 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createHash } from 'node:crypto';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { tmpdir } from 'node:os';
+import { dumpPath } from '../../src/store/nar-dump.js';
+import { encodeNix32 } from '../../src/nix/nixbase32.js';
+import { isLazyError } from '../../src/errors.js';
+import { allOutputs, manifest } from '../helpers/fixtures.js';
+import { makeOddTree } from './nar-tree-fixture.js';
+import { collect } from '../nix/nar-helpers.js';
+
+const nixDump = (p: string): Buffer => execFileSync('nix-store', ['--dump', p], { maxBuffer: 1 << 30 });
+
+let tmp: string;
+beforeAll(() => {
+  tmp = mkdtempSync(join(tmpdir(), 'lazystore-nar-dump-'));
+});
+afterAll(() => rmSync(tmp, { recursive: true, force: true }));
+
+describe('dumpPath', () => {
+  it('hashes every fixture output to the narHash and narSize real Nix recorded', async () => {
+    const outs = [...allOutputs().values()];
+    expect(outs.length).toBeGreaterThan(500);
+    for (const o of outs) {
+      const h = createHash('sha256');
+      let size = 0;
+      for await (const c of dumpPath(o.path)) {
+        h.update(c);
+        size += c.length;
+      }
+      expect({ path: o.path, narHash: `sha256:${encodeNix32(h.digest())}`, narSize: size }).toEqual({
+        path: o.path,
+        narHash: o.narHash,
+        narSize: o.narSize,
+      });
+    }
+  });
+
+  it('is byte-equal to nix-store --dump for busybox and a few outputs', async () => {
+    const m = manifest();
+    const some = [m.busybox.storePath, ...m.derivations.slice(0, 6).flatMap((d) => Object.values(d.outputs).map((o) => o.path))];
+    for (const p of some) expect((await collect(dumpPath(p))).equals(nixDump(p)), p).toBe(true);
+  });
+
+  it('is byte-equal to nix-store --dump on a tree with odd names, modes, symlinks, empty dirs and a 3 MiB file', async () => {
+    const root = makeOddTree(join(tmp, 'odd'));
+    const ours = await collect(dumpPath(root));
+    expect(ours.equals(nixDump(root))).toBe(true);
+    for (const sub of ['big.bin', 'link-to-dir', 'empty-dir', 'run.sh']) {
+      expect((await collect(dumpPath(join(root, sub)))).equals(nixDump(join(root, sub))), sub).toBe(true);
+    }
+  });
+
+  it('rejects a fifo with STORE_UNSUPPORTED_FILE and a missing path with STORE_IO', async () => {
+    const dir = join(tmp, 'with-fifo');
+    mkdirSync(dir);
+    writeFileSync(join(dir, 'a'), 'a');
+    execFileSync('mkfifo', [join(dir, 'pipe')]);
+    const e1 = await collect(dumpPath(dir)).catch((e: unknown) => e);
+    expect(isLazyError(e1, 'STORE_UNSUPPORTED_FILE'), String(e1)).toBe(true);
+    const e2 = await collect(dumpPath(join(tmp, 'missing'))).catch((e: unknown) => e);
+    expect(isLazyError(e2, 'STORE_IO'), String(e2)).toBe(true);
+    expect(String((e2 as Error).message)).toMatch(/ENOENT/);
+  });
+
+  it('stops the walk when the consumer leaves early or aborts, and the pool keeps working', async () => {
+    const root = join(tmp, 'odd');
+    for (let i = 0; i < 12; i++) {
+      for await (const _ of dumpPath(root)) break;
+    }
+    const ac = new AbortController();
+    const it = dumpPath(root, { signal: ac.signal });
+    await it.next();
+    ac.abort();
+    const e = await collect(it).catch((x: unknown) => x);
+    expect(isLazyError(e, 'ABORTED')).toBe(true);
+    const again = await Promise.all([1, 2, 3, 4, 5, 6].map(() => collect(dumpPath(root))));
+    for (const b of again) expect(b.equals(nixDump(root))).toBe(true);
+  });
+});
