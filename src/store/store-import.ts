@@ -67,7 +67,7 @@ export async function importNar(
       if (ca.method === 'recursive' && ca.hash.algo !== 'sha256') algos.add(ca.hash.algo);
     }
     const tap = new NarTap(path, expected.narSize, algos);
-    const restored = await withPath(path, restoreNar(tap.wrap(source), dest, opts));
+    const restored = await withPath(path, restoreNar(tap.wrap(source), dest, opts), tap);
     const narHashes = tap.hashes(restored.narHash);
     if (expected.narSize !== undefined && restored.narSize !== expected.narSize) {
       throw sizeMismatch(path, expected.narSize, restored.narSize);
@@ -117,7 +117,7 @@ export async function importDirectory(store: LocalStore, srcPath: string, opts: 
   try {
     const dest = join(dir, 'nar');
     const tap = new NarTap(opts.path ?? name, undefined, new Set(), scanner);
-    const restored = await withPath(opts.path ?? srcPath, restoreNar(tap.wrap(dumpPath(srcPath, { signal })), dest, { signal }));
+    const restored = await withPath(opts.path ?? srcPath, restoreNar(tap.wrap(dumpPath(srcPath, { signal })), dest, { signal }), tap);
     const references = [...scanner.found()].map((h) => candidates.get(h)!).sort();
     const recursive = { method: 'recursive' as const, hash: restored.narHash };
     const sourcePath = makeFixedOutputPath(
@@ -167,10 +167,16 @@ class NarTap {
     this.extra = new Map([...algos].map((a) => [a, new StreamingHash(a)]));
   }
 
+  /** Set when the tap itself stopped the stream; wins over whatever the NAR parser made of it. */
+  failure: LazyError | undefined;
+
   async *wrap(source: AsyncIterable<Uint8Array>): AsyncGenerator<Buffer> {
     for await (const chunk of source) {
       this.size += chunk.length;
-      if (this.limit !== undefined && this.size > this.limit) throw sizeMismatch(this.what, this.limit, this.size, true);
+      if (this.limit !== undefined && this.size > this.limit) {
+        this.failure = sizeMismatch(this.what, this.limit, this.size, true);
+        throw this.failure;
+      }
       for (const h of this.extra.values()) h.update(chunk);
       this.scanner?.update(chunk);
       yield Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.length);
@@ -191,11 +197,12 @@ function sizeMismatch(path: string, expected: number, actual: number, atLeast = 
   });
 }
 
-/** Errors of the NAR layer name the path they were importing. */
-async function withPath<T>(path: string, p: Promise<T>): Promise<T> {
+/** Errors of the NAR layer name the path they were importing; the tap's own failure comes first. */
+async function withPath<T>(path: string, p: Promise<T>, tap: NarTap): Promise<T> {
   try {
     return await p;
   } catch (e) {
+    if (tap.failure) throw tap.failure;
     if (isLazyError(e) && !e.code.startsWith('STORE_') && e.code !== 'ABORTED') {
       throw new LazyError(e.code, `importing '${path}': ${e.message}`, { cause: e, details: { ...e.details, path } });
     }

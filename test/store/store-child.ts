@@ -1,0 +1,95 @@
+/**
+ * Real lazystore processes for the store's crash and concurrency tests: the sources compiled
+ * once per test file into a private directory (so a concurrent `npm run build` cannot hand a
+ * child a half-written module), and a child that runs one store operation from JSON arguments.
+ */
+import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const ROOT = resolve(fileURLToPath(new URL('.', import.meta.url)), '..', '..');
+
+/** Compiles src/ into a fresh directory; returns it. */
+export function buildPrivateDist(): string {
+  const out = mkdtempSync(join(tmpdir(), 'lazystore-dist-'));
+  try {
+    execFileSync(join(ROOT, 'node_modules/.bin/tsc'), ['-p', join(ROOT, 'tsconfig.build.json'), '--outDir', out], { cwd: ROOT, stdio: 'pipe' });
+  } catch (e) {
+    // Type errors elsewhere in the tree still emit JavaScript; only a missing output is fatal.
+    void e;
+  }
+  writeFileSync(join(out, 'package.json'), '{"type":"module"}\n');
+  symlinkSync(join(ROOT, 'node_modules'), join(out, 'node_modules'));
+  return out;
+}
+
+export function removePrivateDist(dir: string): void {
+  rmSync(dir, { recursive: true, force: true });
+}
+
+/** The script each child runs: one store operation, its result as one JSON line on stdout. */
+const CHILD = `
+const dist = process.env.LZS_DIST;
+const args = JSON.parse(process.env.LZS_ARGS);
+const { LocalStore } = await import(dist + '/src/store/local-store.js');
+const { parseHash, formatHash } = await import(dist + '/src/nix/hash.js');
+const { parseStorePath } = await import(dist + '/src/nix/store-path.js');
+const { scanPath } = await import(dist + '/src/store/scan-path.js');
+const fs = await import('node:fs');
+const path = await import('node:path');
+const store = await LocalStore.open(args.state);
+let info;
+if (args.op === 'nar') {
+  info = await store.addFromNar(fs.createReadStream(args.narFile), {
+    path: parseStorePath(args.path), narHash: parseHash(args.narHash), narSize: args.narSize,
+    references: args.references.map(parseStorePath),
+  });
+} else if (args.op === 'register-file') {
+  const dir = await store.makeTempDir('child');
+  const file = path.join(dir, 'out');
+  fs.writeFileSync(file, args.content);
+  fs.chmodSync(file, 0o444);
+  fs.utimesSync(file, 1, 1);
+  const scan = await scanPath(file);
+  info = await store.register(file, { path: parseStorePath(args.path), narHash: scan.narHash, narSize: scan.narSize, references: [], sigs: [] });
+  await store.discardTemp(dir);
+}
+process.stdout.write(JSON.stringify({ path: info.path, narHash: formatHash(info.narHash), narSize: info.narSize }) + '\\n');
+`;
+
+export interface ChildResult {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+}
+
+export interface StoreChild {
+  proc: ChildProcess;
+  /** Resolves when the child prints `paused at <point>` (its LAZYSTORE_TEST_PAUSE_AT hook). */
+  paused: Promise<string>;
+  done: Promise<ChildResult>;
+}
+
+export function startStoreChild(dist: string, args: Record<string, unknown>, pauseAt?: string): StoreChild {
+  const env: NodeJS.ProcessEnv = { ...process.env, LZS_DIST: dist, LZS_ARGS: JSON.stringify(args) };
+  delete env.LAZYSTORE_TEST_PAUSE_AT;
+  if (pauseAt !== undefined) env.LAZYSTORE_TEST_PAUSE_AT = pauseAt;
+  const proc = spawn(process.execPath, ['--input-type=module', '-e', CHILD], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  let stdout = '';
+  let stderr = '';
+  let onPause: (s: string) => void = () => undefined;
+  const paused = new Promise<string>((res) => (onPause = res));
+  proc.stdout!.setEncoding('utf8').on('data', (d: string) => (stdout += d));
+  proc.stderr!.setEncoding('utf8').on('data', (d: string) => {
+    stderr += d;
+    const m = /lazystore: paused at (\S+)/.exec(stderr);
+    if (m) onPause(m[1]!);
+  });
+  const done = new Promise<ChildResult>((res) => {
+    proc.on('close', (code, signal) => res({ code, signal, stdout, stderr }));
+  });
+  return { proc, paused, done };
+}
