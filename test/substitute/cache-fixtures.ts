@@ -1,6 +1,5 @@
 /** Test helpers: fresh stores, and small binary caches derived from the fixtures' caches. */
 import { copyFile, mkdir, mkdtemp, readFile, readdir, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { FIXTURES } from '../helpers/fixtures.js';
 import { LocalStore } from '../../src/store/local-store.js';
