@@ -1,0 +1,209 @@
+/**
+ * The realiser's promises: one build per path however many callers, a global bound on
+ * concurrent builds, failures reaching every waiter and remembered for a TTL, one waiter's
+ * cancellation leaving the others' job alone, cycles failing instead of hanging, plan()
+ * answering without work, substitution before building.
+ */
+import { readdir, symlink, readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { LazyError, isLazyError } from '../../src/errors.js';
+import { formatHash } from '../../src/nix/hash.js';
+import { hashPart, parseStorePath, type StorePath } from '../../src/nix/store-path.js';
+import type { ProgressEvent } from '../../src/realise/progress.js';
+import { openBinaryCache } from '../../src/substitute/binary-cache.js';
+import { Substituters } from '../../src/substitute/substituters.js';
+import { FIXTURES, fixtureDrv, manifest } from '../helpers/fixtures.js';
+import { busyboxPath, freshEnv, instantiate, salt, type Env } from './helpers.js';
+
+const NIX = join(import.meta.dirname, 'nix', 'realise.nix');
+const envs: Env[] = [];
+afterEach(async () => {
+  for (const e of envs.splice(0)) await e.cleanup();
+});
+async function env(opts: Parameters<typeof freshEnv>[0] = {}): Promise<Env> {
+  const e = await freshEnv(opts);
+  envs.push(e);
+  return e;
+}
+function record(e: Env): ProgressEvent[] {
+  const events: ProgressEvent[] = [];
+  e.realiser.onProgress((ev) => events.push(ev));
+  return events;
+}
+async function outPath(e: Env, drv: StorePath, name = 'out'): Promise<StorePath> {
+  return parseStorePath((await e.known.load(drv)).outputs.get(name)!.path);
+}
+async function rejection(p: Promise<unknown>): Promise<LazyError> {
+  try {
+    await p;
+  } catch (err) {
+    if (err instanceof LazyError) return err;
+    throw err;
+  }
+  throw new Error('expected a rejection');
+}
+const starts = (events: ProgressEvent[], drv?: string): number => events.filter((x) => x.type === 'started' && (drv === undefined || x.drvPath === drv)).length;
+
+describe('Realiser', () => {
+  it('100 concurrent realise() calls of one path run one build and all get its PathInfo', async () => {
+    const e = await env();
+    const [drv] = instantiate(NIX, ['-A', 'slow', '--argstr', 'salt', salt()]);
+    await e.known.add(drv!);
+    const events = record(e);
+    const p = await outPath(e, drv!);
+    const infos = await Promise.all(Array.from({ length: 100 }, () => e.realiser.realise(p)));
+    expect(starts(events)).toBe(1);
+    expect(new Set(infos.map((i) => formatHash(i.narHash)))).toHaveProperty('size', 1);
+    expect(infos.every((i) => i.path === p)).toBe(true);
+  });
+
+  it('requests for different outputs of one derivation share one build', async () => {
+    const e = await env();
+    const [drv] = instantiate(NIX, ['-A', 'twoOutputs', '--argstr', 'salt', salt()]);
+    await e.known.add(drv!);
+    const events = record(e);
+    const [out, doc] = await Promise.all([
+      e.realiser.realise(await outPath(e, drv!, 'out')),
+      e.realiser.realise(await outPath(e, drv!, 'doc')),
+      e.realiser.realiseDrv(drv!),
+    ]);
+    expect(starts(events)).toBe(1);
+    expect(await readFile(e.store.realPath(out.path), 'utf8')).toBe('out\n');
+    expect(await readFile(e.store.realPath(doc.path), 'utf8')).toBe('doc\n');
+  });
+
+  it.each([1, 3])('never runs more than maxJobs=%i builds at once, with many concurrent callers (dag50)', async (maxJobs) => {
+    const e = await env({ maxJobs });
+    const events = record(e);
+    const dag = manifest().derivations.filter((d) => d.label.startsWith('dag50.'));
+    const root = fixtureDrv('dag50.root');
+    await e.known.add(root.drvPath);
+    // count live sandboxes independently of the realiser's own bookkeeping
+    let maxProcs = 0;
+    let sampling = true;
+    const sampler = (async () => {
+      while (sampling) {
+        maxProcs = Math.max(maxProcs, await bwrapChildren());
+        await new Promise((r) => setTimeout(r, 2));
+      }
+    })();
+    try {
+      await Promise.all(dag.flatMap((d) => Object.values(d.outputs).map((o) => e.realiser.realise(parseStorePath(o.path)))));
+    } finally {
+      sampling = false;
+      await sampler;
+    }
+    let running = 0;
+    let maxRunning = 0;
+    for (const ev of events) {
+      if (ev.kind !== 'build') continue;
+      if (ev.type === 'started') maxRunning = Math.max(maxRunning, ++running);
+      if (ev.type === 'finished' || ev.type === 'failed') running--;
+      expect(ev.counts.running).toBeLessThanOrEqual(maxJobs);
+    }
+    expect(starts(events)).toBe(dag.length);
+    expect(maxRunning).toBe(maxJobs);
+    expect(maxProcs).toBeGreaterThanOrEqual(1); // the sampler saw sandboxes at all
+    expect(maxProcs).toBeLessThanOrEqual(maxJobs);
+  });
+
+  it('a failure reaches every waiter (with the failing drv and its log), dependents included, and is remembered for the TTL', async () => {
+    const e = await env({ failureTtlMs: 1500 });
+    const events = record(e);
+    const [broken, dependent] = instantiate(NIX, ['-A', 'broken', '-A', 'dependent', '--argstr', 'salt', salt()]);
+    await e.known.add(dependent!);
+    const errs = await Promise.all([
+      rejection(e.realiser.realise(await outPath(e, broken!))),
+      rejection(e.realiser.realise(await outPath(e, broken!))),
+      rejection(e.realiser.realise(await outPath(e, dependent!))),
+    ]);
+    for (const err of errs) {
+      expect(err.code).toBe('BUILD_FAILED');
+      expect(err.details.drvPath).toBe(broken);
+      expect(err.details.logPath).toBe(e.store.logPath(broken!));
+    }
+    expect(await readFile(e.store.logPath(broken!), 'utf8')).toBe('broken on purpose\n');
+    expect(starts(events)).toBe(1);
+    expect(events.filter((x) => x.type === 'failed')).toHaveLength(1);
+    // within the TTL: answered from memory, no new build
+    expect((await rejection(e.realiser.realise(await outPath(e, dependent!)))).details.drvPath).toBe(broken);
+    expect(starts(events)).toBe(1);
+    // after it: tried again
+    await new Promise((r) => setTimeout(r, 1600));
+    expect((await rejection(e.realiser.realise(await outPath(e, broken!)))).code).toBe('BUILD_FAILED');
+    expect(starts(events)).toBe(2);
+  });
+
+  it("cancelling one waiter does not cancel the build another waits for", async () => {
+    const e = await env();
+    const events = record(e);
+    const [drv] = instantiate(NIX, ['-A', 'slow', '--argstr', 'salt', salt()]);
+    await e.known.add(drv!);
+    const p = await outPath(e, drv!);
+    const ac = new AbortController();
+    const a = e.realiser.realise(p, { signal: ac.signal });
+    const b = e.realiser.realise(p);
+    setTimeout(() => ac.abort(), 300);
+    expect(isLazyError(await rejection(a), 'ABORTED')).toBe(true);
+    const info = await b;
+    expect(info.path).toBe(p);
+    expect(starts(events)).toBe(1);
+    expect(events.some((x) => x.type === 'finished' && x.drvPath === drv)).toBe(true);
+  });
+
+  it('a dependency cycle (forged index) fails with REALISE_CYCLE instead of hanging', async () => {
+    const e = await env();
+    // the fixture copies in /tmp/nix-reference/drvs have no busybox beside them: it stays invalid
+    const single = fixtureDrv('single');
+    await e.known.add(join(FIXTURES, single.drvFile));
+    expect(await e.store.isValid(busyboxPath())).toBe(false);
+    // claim that `single` produces busybox, its own input
+    await symlink(`${single.drvPath.slice(11)}!out`, join(e.known.dir, 'by-output', hashPart(busyboxPath())));
+    const err = await rejection(e.realiser.realise(parseStorePath(single.outputs.out!.path)));
+    expect(err.code).toBe('REALISE_CYCLE');
+  });
+
+  it('plan() says what realise() would do, without doing it', async () => {
+    const e = await env();
+    const single = fixtureDrv('single');
+    const flat = fixtureDrv('fod.flat');
+    const rec = fixtureDrv('fod.recursive');
+    for (const d of [single, flat, rec]) await e.known.add(d.drvPath);
+    const events = record(e);
+    expect(await e.realiser.plan(busyboxPath())).toEqual({ kind: 'valid' });
+    expect(await e.realiser.plan(parseStorePath(single.outputs.out!.path))).toEqual({ kind: 'build' });
+    expect(await e.realiser.plan(parseStorePath(flat.outputs.out!.path))).toEqual({ kind: 'build', typeHint: 'regular' });
+    expect(await e.realiser.plan(parseStorePath(rec.outputs.out!.path))).toEqual({ kind: 'build' });
+    expect(await e.realiser.plan(parseStorePath('/nix/store/00000000000000000000000000000000-nothing'))).toBeUndefined();
+    expect(events).toEqual([]);
+    expect(await e.store.isValid(parseStorePath(single.outputs.out!.path))).toBe(false);
+
+    const cached = await env({ substituters: new Substituters([await openBinaryCache(`file://${FIXTURES}/cache`)], { requireSigs: false }) });
+    expect(await cached.realiser.plan(parseStorePath(single.outputs.out!.path))).toEqual({ kind: 'substitute' });
+  });
+
+  it('substitutes (references first) before it would build, and says REALISE_NOT_FOUND otherwise', async () => {
+    const subst = new Substituters([await openBinaryCache(`file://${FIXTURES}/cache`)], { requireSigs: false });
+    const e = await env({ substituters: subst });
+    const c = fixtureDrv('chain.C');
+    await e.known.add(c.drvPath);
+    const events = record(e);
+    const info = await e.realiser.realise(parseStorePath(c.outputs.out!.path));
+    expect(formatHash(info.narHash)).toBe(c.outputs.out!.narHash);
+    expect(starts(events, undefined)).toBe(events.filter((x) => x.type === 'started' && x.kind === 'substitute').length);
+    expect(await e.store.isValid(parseStorePath(fixtureDrv('chain.A').outputs.out!.path))).toBe(true);
+    const err = await rejection(e.realiser.realise(parseStorePath('/nix/store/00000000000000000000000000000000-nothing')));
+    expect(err.code).toBe('REALISE_NOT_FOUND');
+  });
+});
+
+/** Live bwrap processes that are children of this process (any thread of it). */
+async function bwrapChildren(): Promise<number> {
+  let n = 0;
+  for (const t of await readdir(`/proc/${process.pid}/task`)) {
+    const kids = (await readFile(`/proc/${process.pid}/task/${t}/children`, 'utf8').catch(() => '')).split(' ').filter((k) => k !== '');
+    for (const k of kids) if ((await readFile(`/proc/${k}/comm`, 'utf8').catch(() => '')).trim() === 'bwrap') n++;
+  }
+  return n;
+}
