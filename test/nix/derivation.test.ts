@@ -1,7 +1,9 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { parseDerivation, serializeDerivation } from '../../src/nix/derivation.js';
+import { isLazyError } from '../../src/errors.js';
+import { parseDerivation, serializeDerivation, type Derivation } from '../../src/nix/derivation.js';
 import { DerivationHasher, drvStorePath } from '../../src/nix/derivation-hash.js';
 import { derivationJsonEntry, derivationToJson, formatShowDerivation } from '../../src/nix/derivation-json.js';
 import { makeDrvLoader } from '../../src/store/drv-loader.js';
@@ -60,5 +62,61 @@ describe('every fixture derivation made by real Nix', () => {
     for (const o of Object.values(d.outputs)) expect(masked).not.toContain(o.path);
     expect(masked).toContain('("dev","","","")');
     expect(masked).toContain('("out","")');
+  });
+});
+
+describe('ATerm round trip over arbitrary byte strings', () => {
+  const bytes = fc.uint8Array({ maxLength: 40 }).map((b) => Buffer.from(b).toString('latin1'));
+  const sp = fc
+    .tuple(fc.stringMatching(/^[0-9a-df-np-sv-z]{32}$/), fc.stringMatching(/^[A-Za-z0-9+\-._?=]{1,20}$/))
+    .map(([h, n]) => `/nix/store/${h}-${n}`);
+  const sortedMap = <T>(keys: fc.Arbitrary<string>, values: fc.Arbitrary<T>) =>
+    fc.uniqueArray(fc.tuple(keys, values), { selector: ([k]) => k, maxLength: 6 }).map((es) => new Map(es.sort((a, b) => (a[0] < b[0] ? -1 : 1))));
+  const drvArb: fc.Arbitrary<Derivation> = fc.record({
+    outputs: sortedMap(fc.stringMatching(/^[a-z]{1,5}$/), fc.record({ path: fc.oneof(sp, fc.constant('')), hashAlgo: fc.constant(''), hash: fc.constant('') })).filter((m) => m.size > 0),
+    inputDrvs: sortedMap(sp, fc.uniqueArray(fc.stringMatching(/^[a-z]{1,5}$/), { maxLength: 3 }).map((a) => a.sort())),
+    inputSrcs: fc.uniqueArray(sp, { maxLength: 4 }).map((a) => a.sort()),
+    platform: bytes,
+    builder: bytes,
+    args: fc.array(bytes, { maxLength: 5 }),
+    env: sortedMap(bytes, bytes),
+  });
+
+  it('parse(serialise(d)) equals d, and serialise(parse(b)) equals b', () => {
+    fc.assert(
+      fc.property(drvArb, (d) => {
+        const b = serializeDerivation(d);
+        const back = parseDerivation(b);
+        expect(back).toEqual(d);
+        expect(serializeDerivation(back).equals(b)).toBe(true);
+      }),
+      { numRuns: 500 },
+    );
+  });
+
+  it('no prefix of a derivation parses, and each failure is a DRV_ error with an offset inside it', () => {
+    const b = readFileSync(drvFile(manifest().derivations.find((d) => d.label === 'multi')!));
+    for (let n = 0; n < b.length; n++) {
+      let err: unknown;
+      try {
+        parseDerivation(b.subarray(0, n));
+      } catch (e) {
+        err = e;
+      }
+      expect(isLazyError(err, 'DRV_'), `prefix ${n}`).toBe(true);
+      if (isLazyError(err)) expect(err.details.offset as number).toBeLessThanOrEqual(n);
+    }
+  });
+
+  it('refuses strings that are not byte strings instead of truncating them', () => {
+    const d = parseDerivation(readFileSync(drvFile(manifest().derivations[0]!)));
+    d.env.set('x', 'snowman \u2603');
+    let err: unknown;
+    try {
+      serializeDerivation(d);
+    } catch (e) {
+      err = e;
+    }
+    expect(isLazyError(err, 'DRV_NOT_BYTE_STRING')).toBe(true);
   });
 });
