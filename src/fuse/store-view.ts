@@ -58,6 +58,8 @@ interface Failure {
 }
 
 export interface ViewStatus {
+  /** Ops that failed once with ESTALE because the kernel held a wrong guess. */
+  staleAnswers: number;
   realising: { path: string; sinceMs: number }[];
   failures: { path: string; code: string; message: string; at: string }[];
 }
@@ -76,6 +78,7 @@ export class StoreView {
   private readonly answered = new Map<string, Answered>();
   private readonly inflight = new Map<string, { started: number; done: Promise<StorePath> }>();
   private readonly failures = new Map<string, Failure>();
+  private staleAnswers = 0;
 
   constructor(private readonly opts: StoreViewOptions) {
     this.store = opts.store;
@@ -133,6 +136,7 @@ export class StoreView {
   status(): ViewStatus {
     const now = Date.now();
     return {
+      staleAnswers: this.staleAnswers,
       realising: [...this.inflight.entries()].map(([base, j]) => ({ path: `${STORE_DIR}/${base}`, sinceMs: now - j.started })),
       failures: [...this.failures.values()].map((f) => ({ path: f.path, code: f.code, message: f.message, at: new Date(f.at).toISOString() })),
     };
@@ -185,6 +189,7 @@ export class StoreView {
     this.answered.delete(base);
     const real = answeredOf(attrsFromStats('/', await fsp.lstat(root)));
     if (real.kind !== guess.kind || (real.kind === 'regular' && real.size !== guess.size)) {
+      this.staleAnswers++;
       throw new LazyError('FUSE_STALE', `${base}: guessed ${guess.kind} (${guess.size}), is ${real.kind} (${real.size})`);
     }
   }
