@@ -68,12 +68,13 @@ binary cache that 'nix copy --from file://DIR' accepts.
       if (values['trusted-key'] || values['no-check-sigs']) throw new LazyError('CLI_USAGE', '--trusted-key and --no-check-sigs go with --from');
       const url = new URL(values.to.includes('://') ? values.to : `file://${values.to}`);
       if (url.protocol !== 'file:') throw new LazyError('CLI_USAGE', `copy --to writes file:// caches only, not ${values.to}`);
+      const compression = parseExportCompression(values.compression ?? 'xz');
       for (const p of paths) {
         if (!(await store.isValid(p))) throw new LazyError('STORE_PATH_INVALID', `path '${p}' is not valid`, { details: { path: p } });
       }
       const result = await exportCache(store, paths, {
         dir: decodeURIComponent(url.pathname),
-        compression: parseExportCompression(values.compression ?? 'xz'),
+        compression,
         signingKey: values.sign === undefined ? undefined : await loadSecretKey(values.sign),
         jobs,
         onProgress: (e) => log(`${e.state === 'written' ? 'copied' : 'present'} ${e.path}`),
