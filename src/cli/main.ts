@@ -14,6 +14,9 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
   verify: async () => (await import('./commands/verify.js')).command,
   delete: async () => (await import('./commands/delete.js')).command,
   drv: async () => (await import('./commands/drv.js')).command,
+  build: async () => (await import('./commands/build.js')).command,
+  log: async () => (await import('./commands/log.js')).command,
+  known: async () => (await import('./commands/known.js')).command,
 };
 
 async function main(argv: string[]): Promise<number> {
