@@ -167,6 +167,7 @@ export class LocalStore {
       return known;
     }
     const hash = hashPart(info.path);
+    await testPause('register:lock-wait');
     const release = await this.locks.acquire(hash, { signal });
     try {
       const winner = await this.readInfo(info.path);

@@ -15,6 +15,7 @@ import { dumpPath } from './nar-dump.js';
 import { restoreNar } from './nar-restore.js';
 import type { PathInfo } from './path-info.js';
 import { removeTree } from './remove-tree.js';
+import { testPause } from './test-pause.js';
 
 /** What the NAR must turn out to be (typically from a narinfo). */
 export interface NarExpectation {
@@ -94,6 +95,7 @@ export async function importNar(
     };
     if (expected.deriver !== undefined) info.deriver = expected.deriver;
     if (expected.ca !== undefined) info.ca = expected.ca;
+    await testPause('import:restored');
     return await store.register(dest, info, opts);
   } finally {
     await removeTree(dir);

@@ -70,26 +70,55 @@ export interface StoreChild {
   proc: ChildProcess;
   /** Resolves when the child prints `paused at <point>` (its LAZYSTORE_TEST_PAUSE_AT hook). */
   paused: Promise<string>;
+  /** Resolves when stderr so far contains `line` (e.g. a LAZYSTORE_TEST_TRACE point); rejects if the child exits first. */
+  waitFor(line: string): Promise<void>;
+  /** stderr so far. */
+  stderr(): string;
   done: Promise<ChildResult>;
 }
 
-export function startStoreChild(dist: string, args: Record<string, unknown>, pauseAt?: string): StoreChild {
+export function startStoreChild(
+  dist: string,
+  args: Record<string, unknown>,
+  opts: { pauseAt?: string; trace?: boolean } = {},
+): StoreChild {
   const env: NodeJS.ProcessEnv = { ...process.env, LZS_DIST: dist, LZS_ARGS: JSON.stringify(args) };
   delete env.LAZYSTORE_TEST_PAUSE_AT;
-  if (pauseAt !== undefined) env.LAZYSTORE_TEST_PAUSE_AT = pauseAt;
+  delete env.LAZYSTORE_TEST_TRACE;
+  if (opts.pauseAt !== undefined) env.LAZYSTORE_TEST_PAUSE_AT = opts.pauseAt;
+  if (opts.trace) env.LAZYSTORE_TEST_TRACE = '1';
   const proc = spawn(process.execPath, ['--input-type=module', '-e', CHILD], { env, stdio: ['ignore', 'pipe', 'pipe'] });
   let stdout = '';
   let stderr = '';
-  let onPause: (s: string) => void = () => undefined;
-  const paused = new Promise<string>((res) => (onPause = res));
+  let exited = false;
+  const watchers: (() => void)[] = [];
   proc.stdout!.setEncoding('utf8').on('data', (d: string) => (stdout += d));
   proc.stderr!.setEncoding('utf8').on('data', (d: string) => {
     stderr += d;
-    const m = /lazystore: paused at (\S+)/.exec(stderr);
-    if (m) onPause(m[1]!);
+    for (const w of [...watchers]) w();
   });
   const done = new Promise<ChildResult>((res) => {
-    proc.on('close', (code, signal) => res({ code, signal, stdout, stderr }));
+    proc.on('close', (code, signal) => {
+      exited = true;
+      for (const w of [...watchers]) w();
+      res({ code, signal, stdout, stderr });
+    });
   });
-  return { proc, paused, done };
+  const waitFor = (line: string): Promise<void> =>
+    new Promise((res, rej) => {
+      const check = (): void => {
+        if (stderr.includes(line)) {
+          watchers.splice(watchers.indexOf(check), 1);
+          res();
+        } else if (exited) {
+          watchers.splice(watchers.indexOf(check), 1);
+          rej(new Error(`child exited before printing '${line}': ${stderr}`));
+        }
+      };
+      watchers.push(check);
+      check();
+    });
+  const paused = waitFor('lazystore: paused at ').then(() => /lazystore: paused at (\S+)/.exec(stderr)![1]!);
+  paused.catch(() => undefined); // children that never pause are fine; awaiting `paused` still rejects
+  return { proc, paused, waitFor, stderr: () => stderr, done };
 }
