@@ -1,0 +1,115 @@
+/**
+ * The commands as users run them (compiled CLI in dist/, built by `npm test`'s pretest):
+ * `lazystore shell` runs a program lazystore builds from /nix/store; a stale mount left by a
+ * killed daemon is cleared at the next start; `lazystore status` answers from the socket.
+ */
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { mkdtemp, rm, rmdir, stat } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { basename, join } from 'node:path';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { fixtureDrv } from '../helpers/fixtures.js';
+import { HAVE_FUSE, freshDrvs, isMounted, run } from './mount-helpers.js';
+
+const ROOT = join(import.meta.dirname, '../..');
+const CLI = join(ROOT, 'dist/src/cli/main.js');
+
+if (!HAVE_FUSE) console.warn('test/fuse/cli.test.ts: SKIPPED: /dev/fuse is absent on this machine');
+
+/** Starts `lazystore mount …`; resolves once it printed its ready line. */
+function startMount(args: string[]): Promise<{ child: ChildProcess; stderr: () => string }> {
+  const child = spawn(process.execPath, [CLI, 'mount', ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
+  let err = '';
+  return new Promise((resolve, reject) => {
+    child.stderr!.setEncoding('utf8').on('data', (c: string) => {
+      err += c;
+      if (/lazystore: mounted .* at /.test(err)) resolve({ child, stderr: () => err });
+    });
+    child.on('exit', (code) => reject(new Error(`mount exited ${code}: ${err}`)));
+  });
+}
+
+function exited(child: ChildProcess): Promise<number | null> {
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve(child.exitCode);
+  return new Promise((resolve) => child.once('exit', (code) => resolve(code)));
+}
+
+describe.skipIf(!HAVE_FUSE)('lazystore mount/shell/status commands', () => {
+  let state: string;
+  let mp: string;
+  const children: ChildProcess[] = [];
+
+  beforeAll(async () => {
+    expect(existsSync(CLI), `${CLI} missing: run 'npm run build' (npm test does)`).toBe(true);
+    state = await mkdtemp(join(tmpdir(), 'lazystore-cli-state-'));
+    mp = await mkdtemp(join(tmpdir(), 'lazystore-cli-mp-'));
+  });
+
+  afterEach(async () => {
+    for (const c of children.splice(0)) {
+      if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+      await exited(c);
+    }
+    if (isMounted(mp)) spawnSync('fusermount', ['-u', '-z', mp]);
+  });
+
+  afterAll(async () => {
+    if (mp && isMounted(mp)) spawnSync('fusermount', ['-u', '-z', mp]);
+    if (mp) await rmdir(mp).catch(() => {});
+    if (state) await rm(state, { recursive: true, force: true });
+  });
+
+  it('shell runs a program lazystore builds, from /nix/store, and exits with its code', async () => {
+    const { hello } = await freshDrvs({ hello: 'mkdir -p $out/bin; printf "#!/bin/sh\\necho hello from $out\\n" > $out/bin/hello; chmod +x $out/bin/hello' });
+    expect(existsSync(hello!.out), 'the host store must not have it: the mount has to build it').toBe(false);
+    const r = await run(process.execPath, [CLI, 'shell', '--state', state, '--drvs', hello!.drvPath, '--', `${hello!.out}/bin/hello`]);
+    expect(r.stderr).toMatch(/built \S+-hello\.drv in/);
+    expect(r).toMatchObject({ code: 0, stdout: `hello from ${hello!.out}\n` });
+    expect(existsSync(hello!.out), 'the host /nix/store was changed').toBe(false);
+    const code = await run(process.execPath, [CLI, 'shell', '--state', state, '--', '/bin/sh', '-c', 'exit 7']);
+    expect(code.code).toBe(7);
+    expect(readMounts().some((l) => l.includes('lazystore-shell-'))).toBe(false);
+  });
+
+  it('clears a stale mount left by a killed daemon', async () => {
+    // a FUSE daemon without auto_unmount, killed with SIGKILL: its mount stays, disconnected
+    const script = `const F = require(${JSON.stringify(join(ROOT, 'node_modules/fuse-native'))});
+      new F(${JSON.stringify(mp)}, { getattr: (p, cb) => cb(p === '/' ? 0 : -2, { mode: 0o40555, size: 0 }) }, {}).mount(e => { if (e) process.exit(1); console.log('up'); });`;
+    const stale = spawn(process.execPath, ['-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });
+    children.push(stale);
+    await new Promise((res) => stale.stdout!.once('data', res));
+    stale.kill('SIGKILL');
+    await exited(stale);
+    expect(isMounted(mp)).toBe(true);
+    await expect(stat(mp)).rejects.toMatchObject({ code: 'ENOTCONN' });
+
+    const multi = fixtureDrv('multi');
+    const { child, stderr } = await startMount(['--state', state, '--drvs', multi.drvPath, mp]);
+    children.push(child);
+    expect(stderr()).toMatch(/clearing stale mount/);
+    const r = await run('cat', [join(mp, basename(multi.outputs.out!.path), 'lib/libfixture.txt')]);
+    expect(r).toMatchObject({ code: 0, stdout: 'library payload\n' });
+
+    // status answers through the control socket while the mount runs
+    const s = await run(process.execPath, [CLI, 'status', '--state', state, '--json']);
+    expect(s.code).toBe(0);
+    expect(JSON.parse(s.stdout)[0].result.mountpoint).toBe(mp);
+
+    // SIGKILL the lazystore daemon too: the next start must mount again
+    child.kill('SIGKILL');
+    await exited(child);
+    const again = await startMount(['--state', state, mp]);
+    children.push(again.child);
+    expect((await run('cat', [join(mp, basename(multi.outputs.out!.path), 'lib/libfixture.txt')])).stdout).toBe('library payload\n');
+    again.child.kill('SIGTERM');
+    expect(await exited(again.child)).toBe(0);
+    expect(isMounted(mp)).toBe(false);
+    const none = await run(process.execPath, [CLI, 'status', '--state', state]);
+    expect(none.code).toBe(1);
+  });
+});
+
+function readMounts(): string[] {
+  return spawnSync('cat', ['/proc/self/mountinfo'], { encoding: 'utf8' }).stdout.split('\n');
+}
