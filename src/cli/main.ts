@@ -17,6 +17,7 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
   build: async () => (await import('./commands/build.js')).command,
   log: async () => (await import('./commands/log.js')).command,
   known: async () => (await import('./commands/known.js')).command,
+  nar: async () => (await import('./commands/nar.js')).command,
 };
 
 async function main(argv: string[]): Promise<number> {
