@@ -4,7 +4,7 @@
  * child a half-written module), and a child that runs one store operation from JSON arguments.
  */
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -87,7 +87,11 @@ export function startStoreChild(
   delete env.LAZYSTORE_TEST_TRACE;
   if (opts.pauseAt !== undefined) env.LAZYSTORE_TEST_PAUSE_AT = opts.pauseAt;
   if (opts.trace) env.LAZYSTORE_TEST_TRACE = '1';
-  const proc = spawn(process.execPath, ['--input-type=module', '-e', CHILD], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  // A file, not `--input-type=module -e`: worker threads inherit execArgv, and the NAR worker's
+  // eval'd CommonJS source would then be read as a module.
+  const script = join(dist, 'store-child.mjs');
+  if (!existsSync(script)) writeFileSync(script, CHILD);
+  const proc = spawn(process.execPath, [script], { env, stdio: ['ignore', 'pipe', 'pipe'] });
   let stdout = '';
   let stderr = '';
   let exited = false;

@@ -1,6 +1,7 @@
 /** Host /nix/store fixture outputs (made by real Nix 2.8) as inputs for store tests. */
 import { spawn } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
+import { PassThrough } from 'node:stream';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseHash } from '../../src/nix/hash.js';
@@ -59,10 +60,14 @@ export function expectedInfo(p: string): PathInfo {
   return info;
 }
 
-/** `nix-store --dump <p>` as a stream. */
+/**
+ * `nix-store --dump <p>` as a stream. Piped at once into a PassThrough: when a child exits,
+ * Node resumes (and so discards) any stdio stream nobody listens to yet, and an import may
+ * only start reading after awaiting other things.
+ */
 export function nixDump(p: string): AsyncIterable<Buffer> {
   const child = spawn('nix-store', ['--dump', p], { stdio: ['ignore', 'pipe', 'inherit'] });
-  return child.stdout;
+  return child.stdout.pipe(new PassThrough());
 }
 
 /** Imports the closure of `roots` from the host store by directory copy, references first. */
