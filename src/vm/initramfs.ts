@@ -88,6 +88,7 @@ export async function buildInitramfs(
     reject: false,
     cancelSignal: signal,
   });
+  throwIfAborted(signal);
   if (r.exitCode !== 0) {
     throw new LazyError('VM_INITRAMFS_FAILED', `cpio failed: ${String(r.stderr).trim()}`, { details: { out } });
   }
@@ -100,5 +101,6 @@ async function unpackModule(src: string, dest: string, opts: { signal?: AbortSig
   const tool = src.endsWith('.xz') ? 'xz' : src.endsWith('.zst') ? 'zstd' : undefined;
   if (tool === undefined) throw new LazyError('VM_NO_MODULE', `unknown module format: ${src}`);
   const r = await execa(tool, ['-dc', src], { stdout: { file: dest }, reject: false, cancelSignal: opts.signal });
+  throwIfAborted(opts.signal);
   if (r.exitCode !== 0) throw new LazyError('VM_INITRAMFS_FAILED', `${tool} -dc ${src} failed: ${String(r.stderr).trim()}`);
 }

@@ -82,7 +82,7 @@ describe('qemu guest with a host directory at /nix/store', () => {
   });
 
   it('kills a guest that runs past its timeout', async () => {
-    const err: unknown = await runGuest({ command: 'sleep 600', timeoutMs: 8_000 }).catch((e: unknown) => e);
+    const err: unknown = await runGuest({ command: 'sleep 600', timeoutMs: 6_000 }).catch((e: unknown) => e);
     expect(isLazyError(err, 'VM_TIMEOUT')).toBe(true);
   });
 

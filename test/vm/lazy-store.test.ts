@@ -5,11 +5,12 @@
  * the .drv directory), and the guest sees the result. Real Nix's manifest is the oracle for
  * the built bytes (NarHash).
  */
-import { copyFile, cp, mkdir, mkdtemp, readFile, rm, stat } from 'node:fs/promises';
+import { execFileSync } from 'node:child_process';
+import { copyFile, mkdtemp, readFile, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { drvFile, fixtureDrv, manifest } from '../helpers/fixtures.js';
+import { drvFile, FIXTURES, fixtureDrv, manifest } from '../helpers/fixtures.js';
 import { runGuest } from '../../src/vm/run-guest.js';
 import { startLazyMount, type LazyMount } from './mount-process.js';
 
@@ -23,18 +24,24 @@ let work: string;
 let state: string;
 let mount: LazyMount | undefined;
 
+let failing: { drvPath: string; out: string };
+
 beforeAll(async () => {
   work = await mkdtemp(join(tmpdir(), 'vm-lazy-test-'));
   state = join(work, 'state');
-  // A Nix-store-like directory: the .drv files and busybox, their only input source.
-  const drvs = join(work, 'drvs');
-  await mkdir(drvs);
+  // A Nix chroot store holding a derivation whose build fails (and busybox, its source),
+  // plus the fixtures' .drv files: lazystore learns derivations and imports sources from it.
+  const chroot = join(work, 'chroot');
+  const drvs = join(chroot, 'nix', 'store');
+  const expr = `(import ${FIXTURES}/nix/lib.nix { salt = "${work}"; }).mk { name = "vm-fails"; script = "echo failing on purpose; exit 3"; }`;
+  const env = { ...process.env, NIX_REMOTE: '', NIX_CONFIG: '' };
+  const drvPath = execFileSync('nix-instantiate', ['--store', chroot, '-E', expr], { encoding: 'utf8', env, stdio: ['ignore', 'pipe', 'pipe'] }).trim();
+  const failOut = execFileSync('nix-store', ['--store', chroot, '--query', '--outputs', drvPath], { encoding: 'utf8', env, stdio: ['ignore', 'pipe', 'pipe'] }).trim();
+  failing = { drvPath, out: failOut };
   for (const label of ['single', 'chain.A', 'chain.B', 'chain.C']) {
     const d = fixtureDrv(label);
     await copyFile(drvFile(d), join(drvs, basename(d.drvPath)));
   }
-  const busybox = manifest().busybox.storePath;
-  await cp(busybox, join(drvs, basename(busybox)), { recursive: true, preserveTimestamps: true });
   mount = await startLazyMount(['--state', state, '--drvs', drvs]);
 });
 
@@ -71,21 +78,30 @@ describe('a qemu guest with the lazy mount as its /nix/store', () => {
         `a=$(${bb} cat ${out(chainC)}/ref-to-a | ${bb} sed 's/^A is at //')`,
         `${bb} cat "$a"`,
         `[ "$a" = ${out(chainA)} ] && echo chain-ok`,
+        // errors pass through 9p: a failed build is EIO, an unknown path ENOENT
+        `${bb} cat ${failing.out}/anything; echo "rc=$?"`,
+        `${bb} cat /nix/store/00000000000000000000000000000000-unknown/x; echo "rc=$?"`,
       ].join('\n'),
       timeoutMs: 180_000,
     });
-    expect(r.output).toBe(
-      [
-        'hi',
-        'hi',
-        'hello from fixture-single',
-        `my own path: ${out(single)}`,
-        'I am A',
-        'chain-ok',
-        '',
-      ].join('\n'),
-    );
+    const lines = r.output.split('\n');
+    expect(lines.slice(0, 6)).toEqual([
+      'hi',
+      'hi',
+      'hello from fixture-single',
+      `my own path: ${out(single)}`,
+      'I am A',
+      'chain-ok',
+    ]);
+    expect(lines.slice(6)).toEqual([
+      expect.stringMatching(/^cat: .*anything.*Input\/output error$/),
+      'rc=1',
+      expect.stringMatching(/^cat: .*unknown\/x.*No such file or directory$/),
+      'rc=1',
+      '',
+    ]);
     expect(r.exitCode).toBe(0);
+    expect(m.log()).toMatch(new RegExp(`failed .*${basename(failing.drvPath).replace('.', '\\.')}|failed ${failing.out}`));
 
     // the host built them (logs, registered paths) and the bytes are real Nix's
     for (const d of [single, chainC, chainA]) {
