@@ -6,7 +6,7 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 
 # qemu-system-x86, linux-image-amd64 (9p as modules; the cloud kernel has no 9p) and cpio: test/vm guests
-pkgs=(bubblewrap libfuse2 fuse3 xz-utils zstd bzip2 nix-bin busybox-static jq nginx-light bindfs qemu-system-x86 linux-image-amd64 cpio)
+pkgs=(bubblewrap libfuse2 fuse3 xz-utils zstd bzip2 nix-bin busybox-static jq nginx-light bindfs qemu-system-x86 linux-image-amd64 cpio time)
 need=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || need+=("$p")
@@ -41,7 +41,11 @@ for c in "$here/../shared/nix-reference/make-fixtures.sh" "$here/scripts/make-fi
 done
 if [ ! -f "$FIXTURES/manifest.json" ] || ! [ -e /nix/store ] || \
    ! [ -e "$(jq -r '.derivations[0].outputs.out.path' "$FIXTURES/manifest.json")" ]; then
-  [ -n "$script" ] || { echo "setup: make-fixtures.sh not found (expected ../shared/nix-reference/)" >&2; exit 1; }
+  [ -n "$script" ] || {
+    echo "setup: no reference fixtures at $FIXTURES (manifest.json with its outputs in /nix/store), and no script to make them:" >&2
+    echo "setup:   looked for $here/../shared/nix-reference/make-fixtures.sh and $here/scripts/make-fixtures.sh" >&2
+    echo "setup: put make-fixtures.sh in one of those places, or set LAZYSTORE_FIXTURES to existing fixtures" >&2
+    exit 1; }
   echo "setup: making reference fixtures with real Nix into $FIXTURES (about a minute)"
   TIMING=${TIMING:-0} bash "$script" > "${TMPDIR:-/tmp}/lazystore-fixtures.log" 2>&1 || {
     echo "setup: make-fixtures.sh failed; log:" >&2; tail -30 "${TMPDIR:-/tmp}/lazystore-fixtures.log" >&2; exit 1; }
