@@ -7,8 +7,8 @@
 { pkgs, lazystoreModule }:
 
 let
-  # A derivation nobody builds: the VM gets its .drv (and the .drv closure of its inputs), never
-  # its output. Plain `derivation`, so the only input is busybox.
+  # A derivation nobody builds. Plain `derivation`, so its only input is busybox, which
+  # lazystore substitutes from the cache below.
   lazyHello = derivation {
     name = "lazystore-vm-test-hello";
     system = pkgs.stdenv.hostPlatform.system;
@@ -18,12 +18,9 @@ let
       "${pkgs.busybox}/bin/mkdir -p $out/share && echo lazily built > $out/share/greeting"
     ];
   };
-  # The .drv file without a dependency on its output, copied into a directory for --drvs.
+  # The .drv file without a dependency on its output: the VM's store gets it and the .drv
+  # files of its inputs (lazystore reads input derivations from beside it), never its output.
   drvFile = builtins.unsafeDiscardOutputDependency lazyHello.drvPath;
-  drvDir = pkgs.runCommand "lazystore-vm-test-drvs" { } ''
-    mkdir $out
-    cp ${drvFile} $out/
-  '';
   outName = baseNameOf (builtins.unsafeDiscardStringContext lazyHello.outPath);
 
   cache = pkgs.mkBinaryCache { rootPaths = [ pkgs.busybox ]; }; # xz-compressed, unsigned
@@ -39,7 +36,7 @@ in
       substituters = [ "file://${cache}" ];
       trustedPublicKeys = [ ];
       extraArgs = [ "--no-check-sigs" ];
-      derivationDirs = [ drvDir ];
+      derivationDirs = [ drvFile ];
       maxJobs = 1;
     };
   };
