@@ -69,9 +69,14 @@ export function derivationToJson(drvPath: string, drv: Derivation, outputPaths?:
 }
 
 /** Nix 2.8's JSON string escaping: `\" \\ \n \r \t`, other bytes < 0x20 as `\u00xx`, the rest raw. */
+// eslint-disable-next-line no-control-regex
+const JSON_ESCAPE = /["\\\u0000-\u001f]/;
+// eslint-disable-next-line no-control-regex
+const JSON_ESCAPE_ALL = /["\\\u0000-\u001f]/g;
+
 function nixJsonString(byteString: string): string {
-  // eslint-disable-next-line no-control-regex
-  return '"' + byteString.replace(/["\\\u0000-\u001f]/g, (c) => {
+  if (!JSON_ESCAPE.test(byteString)) return '"' + byteString + '"';
+  return '"' + byteString.replace(JSON_ESCAPE_ALL, (c) => {
     switch (c) {
       case '"':
         return '\\"';
