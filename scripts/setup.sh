@@ -26,7 +26,15 @@ fi
 # Reinstalled when package-lock.json is newer than the installed tree.
 if [ ! -f "$here/node_modules/.package-lock.json" ] || [ "$here/package-lock.json" -nt "$here/node_modules/.package-lock.json" ]; then
   echo "setup: npm ci"
-  (cd "$here" && npm ci --no-audit --no-fund --ignore-scripts >/dev/null)
+  log="${TMPDIR:-/tmp}/lazystore-npm-ci.log"
+  # npm 11 can refuse a lock file that npm itself wrote when an optional dependency of a
+  # dependency is not on the registry ("Missing: napi-windows-process-start-time@ from lock
+  # file", npm/cli#9846); 'npm install --no-save' installs the same locked versions and
+  # leaves package-lock.json alone.
+  if ! (cd "$here" && npm ci --no-audit --no-fund --ignore-scripts >"$log" 2>&1); then
+    echo "setup: npm ci refused the lock file ($(grep -m1 -o 'Missing: .*' "$log" || echo "see $log")); npm install --no-save instead"
+    (cd "$here" && npm install --no-save --no-audit --no-fund --ignore-scripts >/dev/null)
+  fi
 fi
 if ! (cd "$here" && node -e "require('fuse-native')") 2>/dev/null; then
   echo "setup: rebuilding fuse-native against libfuse2"
