@@ -20,8 +20,8 @@ buildNpmPackage {
   pname = "lazystore";
   version = "0.1.0";
 
-  # Only what `npm ci` and `tsc -p tsconfig.build.json` read; a local node_modules/ or dist/
-  # never enters the build.
+  # Only what `npm ci` and `tsc -p tsconfig.build.json` read (test/ too: benchmarks import test
+  # helpers); a local node_modules/ or dist/ never enters the build.
   src = lib.fileset.toSource {
     root = ../.;
     fileset = lib.fileset.unions [
@@ -33,7 +33,7 @@ buildNpmPackage {
       ../src
       ../bench
       ../scripts
-      ../test/helpers
+      ../test
     ];
   };
 
