@@ -22,6 +22,16 @@ export class FileTransport implements CacheTransport {
     throwIfAborted(opts.signal);
     try {
       const fh = await open(join(this.dir, rel), 'r');
+      const { size } = await fh.stat();
+      if (size <= READ_CHUNK) {
+        // Most NARs are small: one exact-size read instead of a 1 MiB stream buffer each
+        // (561 of those made the garbage collector the largest CPU cost of a closure copy).
+        try {
+          return once(await fh.readFile({ signal: opts.signal }));
+        } finally {
+          await fh.close();
+        }
+      }
       return fh.createReadStream({ highWaterMark: READ_CHUNK, signal: opts.signal });
     } catch (e) {
       if (isNotFound(e)) return undefined;
@@ -38,6 +48,10 @@ export class FileTransport implements CacheTransport {
       throw new LazyError('SUBST_IO', `cannot read ${this.url}/${rel}: ${(e as Error).message}`, { cause: e });
     }
   }
+}
+
+async function* once(b: Buffer): AsyncGenerator<Buffer> {
+  yield b;
 }
 
 function isNotFound(e: unknown): boolean {
