@@ -137,10 +137,15 @@ export class LocalStore {
    */
   async makeTempDir(label: string, opts: Signal = {}): Promise<string> {
     throwIfAborted(opts.signal);
-    const safe = label.replace(/[^A-Za-z0-9+._?=-]/g, '_').slice(0, 80);
-    const dir = join(this.layout.tmpDir, `${ownerToken()}.${this.tempCounter++}${randomBytes(4).toString('hex')}-${safe}`);
+    const dir = this.tempPath(label);
     await mkdir(dir, { mode: 0o700 });
     return dir;
+  }
+
+  /** A fresh name under `tmp/`, owned like `makeTempDir`'s, that nothing exists at yet (not created). */
+  tempPath(label: string): string {
+    const safe = label.replace(/[^A-Za-z0-9+._?=-]/g, '_').slice(0, 80);
+    return join(this.layout.tmpDir, `${ownerToken()}.${this.tempCounter++}${randomBytes(4).toString('hex')}-${safe}`);
   }
 
   /** Removes a scratch entry made by `makeTempDir` (read-only trees included). */
@@ -177,10 +182,14 @@ export class LocalStore {
         return winner;
       }
       const dest = this.realPath(info.path);
-      // Holding the lock with no narinfo, anything at dest is a dead registration's leftover.
-      await removeTree(dest);
       await testPause('register:before-rename');
-      await rename(tmpPath, dest);
+      await rename(tmpPath, dest).catch(async (e: NodeJS.ErrnoException) => {
+        // Holding the lock with no narinfo, anything at dest is a dead registration's leftover.
+        // (A file or symlink there was simply replaced by the rename.)
+        if (e.code !== 'ENOTEMPTY' && e.code !== 'EEXIST' && e.code !== 'EISDIR' && e.code !== 'ENOTDIR') throw e;
+        await removeTree(dest);
+        await rename(tmpPath, dest);
+      });
       const draft = join(this.layout.tmpDir, `${ownerToken()}.${this.tempCounter++}-narinfo-${hash}`);
       try {
         await testPause('register:after-rename');
