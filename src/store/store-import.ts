@@ -56,7 +56,10 @@ export async function importNar(
 ): Promise<PathInfo> {
   const { path } = expected;
   const known = await store.queryPathInfo(path, opts);
-  if (known) return known;
+  if (known) {
+    await discardSource(source);
+    return known;
+  }
   // Restored straight to a fresh tmp/ name: a container directory would cost a mkdir and an
   // rmdir per path, a third of the metadata operations of a small path.
   const dest = store.tempPath(`nar-${nameOf(path)}`);
@@ -211,4 +214,17 @@ async function withPath<T>(path: string, p: Promise<T>, tap: NarTap): Promise<T>
     }
     throw e;
   }
+}
+
+/**
+ * Lets go of a stream that will not be read (the path is valid already), so a download or a
+ * decompressor process behind it is not left blocked on a full pipe.
+ */
+async function discardSource(source: AsyncIterable<Uint8Array>): Promise<void> {
+  const s = source as { destroy?: () => void } & AsyncIterable<Uint8Array>;
+  if (typeof s.destroy === 'function') {
+    s.destroy();
+    return;
+  }
+  await source[Symbol.asyncIterator]().return?.();
 }

@@ -5,12 +5,14 @@
 import { execFileSync } from 'node:child_process';
 import { lstatSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import type { PassThrough } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { isLazyError } from '../../src/errors.js';
 import { formatHash } from '../../src/nix/hash.js';
 import { parseStorePath, type StorePath } from '../../src/nix/store-path.js';
 import { LocalStore } from '../../src/store/local-store.js';
 import { pathInfoToJson, type PathInfo } from '../../src/store/path-info.js';
+import { defaultStateDir } from '../../src/store/state-dir.js';
 import { removeTree } from '../../src/store/remove-tree.js';
 import { scanPath } from '../../src/store/scan-path.js';
 import { FIXTURES, manifest } from '../helpers/fixtures.js';
@@ -173,6 +175,16 @@ describe('addFromNar refuses bad NARs and leaves nothing behind', () => {
     expectNothingLeft();
   });
 
+  it('a NAR for a path that is valid already is not read, and its stream is let go', async () => {
+    const first = await store.addFromNar(nixDump(p), expectedInfo(p));
+    const stream = nixDump(p) as PassThrough;
+    const again = await store.addFromNar(stream, expectedInfo(p));
+    expect(again).toEqual(first);
+    expect(stream.destroyed).toBe(true);
+    await store.delete(p);
+    expectNothingLeft();
+  });
+
   it('a content address that does not match the contents is refused', async () => {
     const fod = parseStorePath(pathsOfLabel('fod.flat')[0]!);
     const other = expectedInfo(parseStorePath(pathsOfLabel('fod.recursive')[0]!)).ca!;
@@ -274,5 +286,15 @@ describe('LocalStore queries, closure, register and delete', () => {
     expect(store.logPath(drv)).toBe(join(store.stateDir, 'log', drv.slice('/nix/store/'.length)));
     expect(store.realPath(chain.A as StorePath)).toBe(join(store.stateDir, 'store', chain.A!.slice(11)));
     for (const d of ['store', 'info', 'drv', 'log', 'tmp']) expect(lstatSync(join(store.stateDir, d)).isDirectory()).toBe(true);
+  });
+});
+
+describe('defaultStateDir', () => {
+  it('is $LAZYSTORE_STATE, else /var/lib/lazystore as root, else $XDG_DATA_HOME/lazystore', () => {
+    expect(defaultStateDir({ LAZYSTORE_STATE: '/srv/lazy' }, 0)).toBe('/srv/lazy');
+    expect(defaultStateDir({ XDG_DATA_HOME: '/data', HOME: '/home/u' }, 0)).toBe('/var/lib/lazystore');
+    expect(defaultStateDir({ XDG_DATA_HOME: '/data', HOME: '/home/u' }, 1000)).toBe('/data/lazystore');
+    expect(defaultStateDir({ XDG_DATA_HOME: 'relative', HOME: '/home/u' }, 1000)).toBe('/home/u/.local/share/lazystore');
+    expect(defaultStateDir({ HOME: '/home/u' }, 1000)).toBe('/home/u/.local/share/lazystore');
   });
 });
