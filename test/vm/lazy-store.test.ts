@@ -16,6 +16,7 @@ import { startLazyMount, type LazyMount } from './mount-process.js';
 
 const single = fixtureDrv('single');
 const chainA = fixtureDrv('chain.A');
+const multi = fixtureDrv('multi');
 const chainC = fixtureDrv('chain.C');
 const out = (d: typeof single) => d.outputs.out?.path as string;
 const hashOf = (p: string) => basename(p).slice(0, 32);
@@ -24,21 +25,32 @@ let work: string;
 let state: string;
 let mount: LazyMount | undefined;
 
-let failing: { drvPath: string; out: string };
+interface Instantiated {
+  drvPath: string;
+  out: string;
+}
+let failing: Instantiated;
+let slow: Instantiated;
 
 beforeAll(async () => {
   work = await mkdtemp(join(tmpdir(), 'vm-lazy-test-'));
   state = join(work, 'state');
-  // A Nix chroot store holding a derivation whose build fails (and busybox, its source),
-  // plus the fixtures' .drv files: lazystore learns derivations and imports sources from it.
+  // A Nix chroot store holding a derivation whose build fails, one that takes 6 s (and
+  // busybox, their source), plus the fixtures' .drv files: lazystore learns derivations and
+  // imports sources from it.
   const chroot = join(work, 'chroot');
   const drvs = join(chroot, 'nix', 'store');
-  const expr = `(import ${FIXTURES}/nix/lib.nix { salt = "${work}"; }).mk { name = "vm-fails"; script = "echo failing on purpose; exit 3"; }`;
+  const mk = `(import ${FIXTURES}/nix/lib.nix { salt = "${work}"; }).mk`;
+  const expr =
+    `{ fails = ${mk} { name = "vm-fails"; script = "echo failing on purpose; exit 3"; }; ` +
+    `slow = ${mk} { name = "vm-slow"; script = "sleep 6; mkdir $out; echo slow > $out/x"; }; }`;
   const env = { ...process.env, NIX_REMOTE: '', NIX_CONFIG: '' };
-  const drvPath = execFileSync('nix-instantiate', ['--store', chroot, '-E', expr], { encoding: 'utf8', env, stdio: ['ignore', 'pipe', 'pipe'] }).trim();
-  const failOut = execFileSync('nix-store', ['--store', chroot, '--query', '--outputs', drvPath], { encoding: 'utf8', env, stdio: ['ignore', 'pipe', 'pipe'] }).trim();
-  failing = { drvPath, out: failOut };
-  for (const label of ['single', 'chain.A', 'chain.B', 'chain.C']) {
+  const nix = (cmd: string, args: string[]) =>
+    execFileSync(cmd, ['--store', chroot, ...args], { encoding: 'utf8', env, stdio: ['ignore', 'pipe', 'pipe'] }).trim();
+  const [failDrv, slowDrv] = nix('nix-instantiate', ['-E', expr]).split('\n') as [string, string];
+  failing = { drvPath: failDrv, out: nix('nix-store', ['--query', '--outputs', failDrv]) };
+  slow = { drvPath: slowDrv, out: nix('nix-store', ['--query', '--outputs', slowDrv]) };
+  for (const label of ['single', 'multi', 'chain.A', 'chain.B', 'chain.C']) {
     const d = fixtureDrv(label);
     await copyFile(drvFile(d), join(drvs, basename(d.drvPath)));
   }
@@ -111,5 +123,26 @@ describe('a qemu guest with the lazy mount as its /nix/store', () => {
     }
     expect(await isValid(manifest().busybox.storePath)).toBe(true);
     console.log(`vm+lazy mount: command started after ${Math.round(r.bootMs)} ms, total ${Math.round(r.totalMs)} ms`);
+  });
+
+  it('keeps serving other paths to the guest while one read waits for a slow build', async () => {
+    const m = mount as LazyMount;
+    const bb = `${manifest().busybox.storePath}/bin/busybox`;
+    // The slow read starts first; if 9p or the mount serialised requests, or the slow build
+    // held up lookups of other new names in /nix/store, "fast" would print after "slow" (the
+    // build sleeps 6 s; fixture-multi, not looked up before, builds in well under a second).
+    const r = await runGuest({
+      shares: [{ tag: 'store', hostPath: m.mountpoint, mountAt: '/nix/store' }],
+      command: [
+        `( ${bb} cat ${slow.out}/x ) &`,
+        `${bb} sleep 1`,
+        `${bb} cat ${out(multi)}/lib/libfixture.txt && echo fast`,
+        'wait',
+      ].join('\n'),
+      timeoutMs: 180_000,
+    });
+    expect(r.output).toBe('library payload\nfast\nslow\n');
+    expect(m.log()).toContain(`built ${slow.drvPath}`);
+    expect(m.log()).toContain(`built ${multi.drvPath}`);
   });
 });
