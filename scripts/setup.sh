@@ -5,11 +5,17 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 
-# qemu-system-x86, linux-image-amd64 (9p as modules; the cloud kernel has no 9p) and cpio: test/vm guests
-pkgs=(bubblewrap libfuse2 fuse3 xz-utils zstd bzip2 nix-bin busybox-static jq nginx-light bindfs qemu-system-x86 linux-image-amd64 cpio time)
+pkgs=(bubblewrap libfuse2 fuse3 xz-utils zstd bzip2 nix-bin busybox-static jq nginx-light bindfs time)
+# test/vm guests: qemu, a kernel with 9p as modules (the cloud kernel has no 9p), cpio. Installed
+# without Recommends, which would add qemu's GTK/SDL front ends, OVMF, firmware and apparmor.
+vm_pkgs=(qemu-system-x86 linux-image-amd64 cpio)
 need=()
+need_vm=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || need+=("$p")
+done
+for p in "${vm_pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || need_vm+=("$p")
 done
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then
@@ -20,6 +26,16 @@ if [ ${#need[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold "${need[@]}" >/dev/null
+fi
+if [ ${#need_vm[@]} -gt 0 ]; then
+  if [ "$(id -u)" != 0 ]; then
+    echo "setup: missing Debian packages: ${need_vm[*]} (run as root, or: apt-get install -y --no-install-recommends ${need_vm[*]})" >&2
+    exit 1
+  fi
+  echo "setup: apt-get install -y --no-install-recommends ${need_vm[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  [ ${#need[@]} -gt 0 ] || apt-get update -qq
+  apt-get install -y -qq --no-install-recommends -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold "${need_vm[@]}" >/dev/null
 fi
 
 # npm dependencies: after libfuse2, so fuse-native's prebuilt addon finds libfuse.so.2.
