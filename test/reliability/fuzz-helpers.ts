@@ -7,7 +7,7 @@ import fc from 'fast-check';
 import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
-import vm from 'node:vm';
+import { createContext, runInContext } from 'node:vm';
 import { isLazyError } from '../../src/errors.js';
 
 /** Runs per property: small in CI (a few seconds per parser), FUZZ_RUNS=100000 on demand. */
@@ -37,7 +37,7 @@ export function summary(): string {
 
 export type Outcome = { ok: true; value: unknown } | { ok: false; error: unknown };
 
-const ctx = vm.createContext({ f: undefined, x: undefined });
+const ctx = createContext({ f: undefined, x: undefined });
 
 /**
  * Calls a synchronous parser under a watchdog: `vm`'s timeout terminates even a tight
@@ -48,7 +48,7 @@ export function guardSync<T>(target: string, f: (x: T) => unknown, x: T): Outcom
   ctx.f = f;
   ctx.x = x;
   try {
-    return record(target, { ok: true, value: vm.runInContext('f(x)', ctx, { timeout: CASE_TIMEOUT_MS }) });
+    return record(target, { ok: true, value: runInContext('f(x)', ctx, { timeout: CASE_TIMEOUT_MS }) });
   } catch (error) {
     return record(target, { ok: false, error });
   } finally {
