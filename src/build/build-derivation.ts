@@ -3,7 +3,7 @@
  * Nothing is registered unless every output exists, canonicalises, scans and (fixed-output)
  * matches its hash. The log is kept at store.logPath(drvPath) whatever happens.
  */
-import { mkdir, open, rm, writeFile, chmod } from 'node:fs/promises';
+import { chmod, chown, mkdir, open, rm, stat, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { LazyError, throwIfAborted } from '../errors.js';
 import type { Derivation } from '../nix/derivation.js';
@@ -11,6 +11,8 @@ import { baseName, type StorePath } from '../nix/store-path.js';
 import type { LocalStore } from '../store/local-store.js';
 import type { PathInfo } from '../store/path-info.js';
 import { builderEnv } from './builder-env.js';
+import { buildUser, type BuildUser } from './build-user.js';
+import { prepareInputs } from './input-view.js';
 import { finishOutputs } from './finish-outputs.js';
 import { runSandbox } from './run-sandbox.js';
 import { SANDBOX_ETC, builderArgv, bwrapArgs } from './sandbox.js';
@@ -58,6 +60,7 @@ export async function buildDerivation(store: LocalStore, opts: BuildDerivationOp
   const argv = builderArgv(drv.builder, drv.args);
   const fixed = isFixedOutput(drv);
 
+  const user = await buildUser();
   const tmp = await store.makeTempDir('build');
   const logPath = store.logPath(drvPath);
   try {
@@ -66,8 +69,11 @@ export async function buildDerivation(store: LocalStore, opts: BuildDerivationOp
     await mkdir(storeDir);
     await mkdir(buildDir, { mode: 0o700 });
     await Promise.all(files.map((f) => writeFile(join(buildDir, f.name), f.contents)));
-    const etcDir = await sandboxEtc(store);
-    const inputs = opts.inputPaths.map((p) => ({ hostPath: store.realPath(p), storePath: p }));
+    const [etcDir, inputs] = await Promise.all([
+      sandboxEtc(store, user),
+      prepareInputs(storeDir, opts.inputPaths, { realPath: (p) => store.realPath(p), linkFiles: user !== undefined }),
+    ]);
+    if (user) for (const d of [tmp, storeDir, buildDir]) await chown(d, user.uid, user.gid);
     const args = bwrapArgs({ storeDir, buildDir, etcDir, inputs, network: fixed, env });
 
     await mkdir(dirname(logPath), { recursive: true });
@@ -82,6 +88,7 @@ export async function buildDerivation(store: LocalStore, opts: BuildDerivationOp
         timeoutMs: opts.timeoutMs,
         maxSilentMs: opts.maxSilentMs,
         onProcess: opts.onProcess,
+        user,
         signal,
       });
     } finally {
@@ -90,18 +97,37 @@ export async function buildDerivation(store: LocalStore, opts: BuildDerivationOp
     throwIfAborted(signal);
     const built = new Map<string, string>();
     for (const [name, p] of opts.outputs) built.set(name, join(storeDir, baseName(p)));
-    return await finishOutputs(store, { drvPath, drv, outputs: opts.outputs, built, inputPaths: opts.inputPaths, logPath, signal });
+    return await finishOutputs(store, {
+      drvPath,
+      drv,
+      outputs: opts.outputs,
+      built,
+      inputPaths: opts.inputPaths,
+      logPath,
+      builderUid: user?.uid ?? process.getuid?.(),
+      signal,
+    });
   } finally {
     await rm(tmp, { recursive: true, force: true, maxRetries: 3 }).catch(() => undefined);
   }
 }
 
-/** passwd/group/hosts for builders: written once per store and process, bound read-only. */
+/**
+ * passwd/group/hosts for builders: written once per store and process, bound read-only.
+ * With a build user, bwrap runs as that user and must reach its bind sources: the state
+ * directory, store/ and tmp/ get o+x (traverse only, no listing) — like /nix/store's 1775.
+ */
 const etcDirs = new WeakMap<LocalStore, Promise<string>>();
-function sandboxEtc(store: LocalStore): Promise<string> {
+function sandboxEtc(store: LocalStore, user: BuildUser | undefined): Promise<string> {
   let p = etcDirs.get(store);
   if (!p) {
     p = (async () => {
+      if (user) {
+        for (const d of [store.stateDir, store.layout.storeDir, store.layout.tmpDir]) {
+          const st = await stat(d);
+          if ((st.mode & 0o001) === 0) await chmod(d, (st.mode & 0o7777) | 0o001);
+        }
+      }
       const dir = await store.makeTempDir('sandbox-etc');
       for (const [name, text] of Object.entries(SANDBOX_ETC)) await writeFile(join(dir, name), text, { mode: 0o444 });
       await chmod(dir, 0o555);

@@ -23,6 +23,8 @@ export interface FinishOutputsOptions {
   built: ReadonlyMap<string, string>;
   inputPaths: readonly StorePath[];
   logPath: string;
+  /** Host uid the builder ran as: output files owned by anyone else (hard links to foreign files) are refused. */
+  builderUid?: number;
   signal?: AbortSignal;
 }
 
@@ -55,7 +57,7 @@ export async function finishOutputs(store: LocalStore, opts: FinishOutputsOption
   for (const [name, p] of opts.outputs) {
     throwIfAborted(signal);
     const fsPath = opts.built.get(name) ?? '';
-    await canonicalisePath(fsPath, { fromUid: process.getuid?.(), signal });
+    await canonicalisePath(fsPath, { fromUid: opts.builderUid, signal });
     const scan = await scanPath(fsPath, { refCandidates: candidates, signal });
     const info: PathInfo = {
       path: p,

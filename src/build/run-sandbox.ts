@@ -24,6 +24,8 @@ export interface RunSandboxOptions {
   logPath: string;
   timeoutMs?: number;
   maxSilentMs?: number;
+  /** Host user to run bwrap as (see build-user.ts); default: this process's. */
+  user?: { uid: number; gid: number };
   /** Called with bwrap's pid once it runs, and with undefined when it has exited. */
   onProcess?: (pid: number | undefined) => void;
   signal?: AbortSignal;
@@ -42,6 +44,7 @@ export async function runSandbox(opts: RunSandboxOptions): Promise<void> {
   const child = spawn(bwrapExecutable(), ['--args', '3', ...opts.argv], {
     stdio: ['ignore', opts.logFd, opts.logFd, 'pipe'],
     detached: true,
+    ...(opts.user ? { uid: opts.user.uid, gid: opts.user.gid } : {}),
   });
   let killedFor: LazyError | undefined;
   const kill = (why: LazyError): void => {

@@ -1,7 +1,11 @@
 # Test derivations for the sandbox (instantiated by the tests with a fresh salt).
 # nix-instantiate sandbox.nix -A <attr> --argstr salt S [--argstr port P]
 { salt ? "", port ? "1", lib ? /tmp/nix-reference/nix/lib.nix }:
-let l = import lib { inherit salt; }; in
+let
+  l = import lib { inherit salt; };
+  # a regular-file input (hard-linked into the sandbox when builds run as a separate user)
+  inputFile = builtins.toFile "sandbox-input.txt" "precious\n";
+in
 {
   # Every escape attempt prints "<probe>: blocked" or "<probe>: ESCAPED"; the build succeeds.
   escape = l.mk {
@@ -11,6 +15,9 @@ let l = import lib { inherit salt; }; in
       try() { n=$1; shift; if "$@" >/dev/null 2>&1; then echo "$n: ESCAPED"; else echo "$n: blocked"; fi; }
       {
         try write-input touch ${l.busybox}/planted
+        try modify-file-input sh -c 'echo x >> ${inputFile}'
+        try chmod-file-input chmod u+w ${inputFile}
+        try hardlink-file-input ln ${inputFile} /build/link
         try read-etc-hostname cat /etc/hostname
         try read-root ls /root
         try read-host-etc-shadow cat /etc/shadow
