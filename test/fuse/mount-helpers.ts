@@ -61,7 +61,11 @@ export interface Run {
   stderr: string;
 }
 
-/** Runs a command in a child process (never in this one: see above). */
+/**
+ * Runs a command in a child process (never in this one: see above). `cmd` must not be inside
+ * the mount: spawning suspends this process's JS thread (vfork) until the exec completes, and
+ * an exec from the mount waits for that thread. Exec mount paths through `sh -c 'exec "$0"'`.
+ */
 export function run(cmd: string, args: string[], opts: { timeoutMs?: number; env?: NodeJS.ProcessEnv } = {}): Promise<Run> {
   return new Promise((resolve) => {
     execFile(cmd, args, { timeout: opts.timeoutMs ?? 60_000, maxBuffer: 64 << 20, encoding: 'utf8', env: opts.env ?? process.env }, (err, stdout, stderr) => {
