@@ -6,8 +6,10 @@
  * Why a worker with sync calls: a NAR dump of 20k files is ~100k fs calls; through the promise
  * API each costs a libuv round trip and a tick on the main thread (the FUSE daemon's, which must
  * never block), through the sync API in a worker it costs a few µs and the main thread only sees
- * one message per MiB. Backpressure for `dump`: the parent grants credits in a SharedArrayBuffer
- * and the worker `Atomics.wait`s when it has none, so memory stays at `credits × chunkSize`.
+ * one message per MiB. `dump` writes into the slots of a shared ring (credits × chunkSize); the
+ * parent copies a slot out when its consumer takes the chunk and returns the credit; with no
+ * credit the worker `Atomics.wait`s. (Transferring fresh ArrayBuffers instead left ~100 MiB of
+ * garbage backing stores in the parent per GiB: V8 does not count them towards a GC.)
  *
  * This function is serialised with `toString()` and evaluated in the worker (so it runs the same
  * from TypeScript sources under vitest and from dist/): it must not reference anything outside
@@ -17,12 +19,12 @@ import type { NarWriter } from '../nix/nar-writer.js';
 import type { RefScanner } from '../nix/refscan.js';
 
 export type NarJob =
-  | { id: number; op: 'dump'; path: string; ctl: SharedArrayBuffer; chunkSize: number }
+  | { id: number; op: 'dump'; path: string; ctl: SharedArrayBuffer; chunkSize: number; ring: SharedArrayBuffer }
   | { id: number; op: 'scan'; path: string; ctl: SharedArrayBuffer; chunkSize: number; candidates: string[] }
   | { id: number; op: 'canonicalise'; path: string; ctl: SharedArrayBuffer; fromUid?: number };
 
 export type NarJobReply =
-  | { id: number; kind: 'chunk'; data: ArrayBuffer; length: number }
+  | { id: number; kind: 'chunk'; slot: number; length: number }
   | { id: number; kind: 'done'; narSize: number; narHash?: Uint8Array; found?: string[] }
   | { id: number; kind: 'error'; code: string; message: string; details: Record<string, unknown> };
 
@@ -55,6 +57,9 @@ export function narWorkerMain(NW: typeof NarWriter, RS: typeof RefScanner): void
   class Out {
     buf: Buffer;
     n = 0;
+    /** dump: the ring slot `buf` views, and whether its credit is held. */
+    slot = 0;
+    owned: boolean;
     narSize = 0;
     readonly cap: number;
     readonly ctl: Int32Array;
@@ -65,7 +70,8 @@ export function narWorkerMain(NW: typeof NarWriter, RS: typeof RefScanner): void
     ) {
       this.cap = job.chunkSize;
       this.ctl = new Int32Array(job.ctl);
-      this.buf = Buffer.from(new ArrayBuffer(this.cap));
+      this.owned = job.op === 'scan';
+      this.buf = job.op === 'scan' ? Buffer.alloc(this.cap) : Buffer.from(job.ring, 0, this.cap);
       if (job.op === 'scan') {
         this.hash = createHash('sha256');
         this.scanner = job.candidates.length > 0 ? new RS(job.candidates) : undefined;
@@ -74,10 +80,27 @@ export function narWorkerMain(NW: typeof NarWriter, RS: typeof RefScanner): void
     checkCancel(): void {
       if (Atomics.load(this.ctl, 1) !== 0) throw new Cancelled();
     }
+    /** Free bytes in `buf`, after waiting for the slot's credit if need be. */
+    room(): number {
+      if (!this.owned) this.acquire();
+      return this.cap - this.n;
+    }
+    acquire(): void {
+      for (;;) {
+        this.checkCancel();
+        const c = Atomics.load(this.ctl, 0);
+        if (c > 0) {
+          if (Atomics.compareExchange(this.ctl, 0, c, c - 1) === c) break;
+          continue;
+        }
+        Atomics.wait(this.ctl, 0, c, 1000);
+      }
+      this.owned = true;
+    }
     write(b: Uint8Array): void {
       let off = 0;
       while (off < b.length) {
-        const k = Math.min(b.length - off, this.cap - this.n);
+        const k = Math.min(b.length - off, this.room());
         this.buf.set(k === b.length ? b : b.subarray(off, off + k), this.n);
         this.n += k;
         off += k;
@@ -99,18 +122,11 @@ export function narWorkerMain(NW: typeof NarWriter, RS: typeof RefScanner): void
       if (this.n === 0) return;
       this.narSize += this.n;
       if (this.job.op === 'dump') {
-        for (;;) {
-          this.checkCancel();
-          const c = Atomics.load(this.ctl, 0);
-          if (c > 0) {
-            if (Atomics.compareExchange(this.ctl, 0, c, c - 1) === c) break;
-            continue;
-          }
-          Atomics.wait(this.ctl, 0, c, 1000);
-        }
-        const data = this.buf.buffer as ArrayBuffer;
-        port.postMessage({ id: this.job.id, kind: 'chunk', data, length: this.n } satisfies NarJobReply, [data]);
-        this.buf = Buffer.from(new ArrayBuffer(this.cap));
+        port.postMessage({ id: this.job.id, kind: 'chunk', slot: this.slot, length: this.n } satisfies NarJobReply);
+        const slots = this.job.ring.byteLength / this.cap;
+        this.slot = (this.slot + 1) % slots;
+        this.buf = Buffer.from(this.job.ring, this.slot * this.cap, this.cap);
+        this.owned = false;
       } else {
         const view = this.buf.subarray(0, this.n);
         this.hash!.update(view);
@@ -143,7 +159,8 @@ export function narWorkerMain(NW: typeof NarWriter, RS: typeof RefScanner): void
       let left = size;
       while (left > 0) {
         if (out.n === out.cap) out.flush();
-        const k = fs.readSync(fd, out.buf, out.n, Math.min(left, out.cap - out.n), null);
+        const room = out.room();
+        const k = fs.readSync(fd, out.buf, out.n, Math.min(left, room), null);
         if (k === 0) {
           throw new JobError('STORE_FILE_CHANGED', `file '${p.toString()}' shrank while being dumped`, { path: p.toString() });
         }

@@ -143,7 +143,8 @@ export async function* streamNarJob(path: string, opts: { signal?: AbortSignal }
     push(abortError(signal));
   };
   signal?.addEventListener('abort', onAbort, { once: true });
-  pw.worker.postMessage({ op: 'dump', path, id, ctl: ctl.buffer, chunkSize: DUMP_CHUNK_SIZE } satisfies NarJob);
+  const ring = new SharedArrayBuffer(DUMP_CREDITS * DUMP_CHUNK_SIZE);
+  pw.worker.postMessage({ op: 'dump', path, id, ctl: ctl.buffer, chunkSize: DUMP_CHUNK_SIZE, ring } satisfies NarJob);
   try {
     for (;;) {
       const m = queue.shift();
@@ -155,9 +156,12 @@ export async function* streamNarJob(path: string, opts: { signal?: AbortSignal }
       if (m instanceof Error) throw m;
       if (m.kind === 'error') throw m.code === 'ABORTED' ? abortError(signal) : replyError(m);
       if (m.kind === 'done') return;
-      yield Buffer.from(m.data, 0, m.length);
+      // Copy the slot out (into memory V8 accounts for, so GC keeps up) and hand the slot back.
+      const chunk = Buffer.allocUnsafe(m.length);
+      Buffer.from(ring, m.slot * DUMP_CHUNK_SIZE, m.length).copy(chunk);
       Atomics.add(ctl, CTL_CREDITS, 1);
       Atomics.notify(ctl, CTL_CREDITS);
+      yield chunk;
     }
   } finally {
     signal?.removeEventListener('abort', onAbort);
