@@ -101,7 +101,7 @@ class TransportCache implements BinaryCache {
         details: { path: info.storePath, url: what },
       });
     }
-    return decompress(raw, info.compression, { what, signal: opts.signal });
+    return decompress(raw, info.compression, { what, expectedSize: info.narSize, signal: opts.signal });
   }
 
   forget(p: StorePath): void {

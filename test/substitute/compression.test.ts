@@ -59,6 +59,38 @@ describe.each(['xz', 'zstd', 'bzip2'] as const)('%s', (c) => {
   });
 });
 
+describe('small xz NARs (decoded in-process when NarSize is small)', () => {
+  const small = Buffer.from(Array.from({ length: 4000 }, (_, i) => `path ${i}\n`).join(''));
+
+  it('decodes them to the same bytes', async () => {
+    const packed = await collect(compress(chunks(small), 'xz'));
+    expect((await collect(decompress(chunks(packed, 100), 'xz', { expectedSize: small.length }))).equals(small)).toBe(true);
+  });
+
+  it('falls back to the tool when the size promise is wrong, so the size check sees the real stream', async () => {
+    const packed = await collect(compress(chunks(small), 'xz'));
+    expect((await collect(decompress(chunks(packed), 'xz', { expectedSize: small.length - 10 }))).equals(small)).toBe(true);
+    expect((await collect(decompress(chunks(packed), 'xz', { expectedSize: small.length + 10 }))).equals(small)).toBe(true);
+  });
+
+  it('reports corrupt and truncated data as the tool does', async () => {
+    const packed = await collect(compress(chunks(small), 'xz'));
+    const flipped = Buffer.from(packed);
+    flipped[40] = flipped[40]! ^ 0x55;
+    await expect(collect(decompress(chunks(flipped), 'xz', { expectedSize: small.length }))).rejects.toMatchObject({ code: 'SUBST_DECOMPRESS' });
+    await expect(collect(decompress(chunks(packed.subarray(0, 50)), 'xz', { expectedSize: small.length }))).rejects.toMatchObject({
+      code: 'SUBST_DECOMPRESS',
+    });
+  });
+
+  it('does not buffer an endless stream for a small promise', async () => {
+    async function* endless(): AsyncGenerator<Buffer> {
+      for (;;) yield Buffer.alloc(65536, 1);
+    }
+    await expect(collect(decompress(endless(), 'xz', { expectedSize: 1000 }))).rejects.toMatchObject({ code: 'SUBST_DECOMPRESS' });
+  });
+});
+
 it('refuses unknown compressions', () => {
   expect(() => decompress(chunks(data), 'br')).toThrow(expect.objectContaining({ code: 'SUBST_COMPRESSION_UNSUPPORTED' }));
 });
