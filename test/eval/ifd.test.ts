@@ -15,7 +15,7 @@
  *   lazystore daemon (reading .drv files and busybox from E/nix/store) builds it.
  */
 import { spawn } from 'node:child_process';
-import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -28,6 +28,8 @@ let state: string;
 
 beforeEach(async () => {
   work = await mkdtemp(join(tmpdir(), 'lazystore-eval-test-'));
+  // as root, builds run as an unprivileged build uid that must traverse to the state dir
+  await chmod(work, 0o755);
   evalStore = join(work, 'evalstore');
   state = join(work, 'state');
   await mkdir(join(evalStore, 'nix', 'store'), { recursive: true });
@@ -75,6 +77,14 @@ async function nixFile(name: string, body: string): Promise<string> {
   return file;
 }
 
+/** The daemon's build logs, for failure messages. */
+async function buildLogs(): Promise<string> {
+  const dir = join(state, 'log');
+  const names = await readdir(dir).catch(() => [] as string[]);
+  const logs = await Promise.all(names.map(async (n) => `\n--- ${n}\n${await readFile(join(dir, n), 'utf8').catch(() => '')}`));
+  return logs.join('');
+}
+
 const built = (log: string) => [...log.matchAll(/built (\/nix\/store\/\S+\.drv)/g)].map((m) => m[1]);
 
 describe('nix-instantiate reading outputs through the lazy mount (IFD without Nix building)', () => {
@@ -89,7 +99,7 @@ describe('nix-instantiate reading outputs through the lazy mount (IFD without Ni
     // phase 2: evaluation reads the output, lazystore builds it
     const readExpr = await nixFile('read-a.nix', `  a = import ${drvExpr};\nin { a = read a; imported = import (builtins.unsafeDiscardStringContext a.outPath + "/result.txt"); }\n`);
     const r = await evalInLazyShell(readExpr);
-    expect(r.code, r.stderr).toBe(0);
+    expect(r.code, r.stderr + (await buildLogs())).toBe(0);
     expect(JSON.parse(r.stdout)).toEqual({ a: '7', imported: 7 });
     expect(built(r.stderr)).toEqual([drvPath]);
     // the evaluator's own store never got the output: lazystore's did
@@ -117,7 +127,7 @@ describe('nix-instantiate reading outputs through the lazy mount (IFD without Ni
       ].join('\n'),
     );
     const r = await evalInLazyShell(expr);
-    expect(r.code, r.stderr).toBe(0);
+    expect(r.code, r.stderr + (await buildLogs())).toBe(0);
     expect(JSON.parse(r.stdout)).toEqual({ a: '7', b: '42' });
     const drvs = built(r.stderr);
     expect(drvs).toHaveLength(2);

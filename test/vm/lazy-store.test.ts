@@ -6,7 +6,7 @@
  * the built bytes (NarHash).
  */
 import { execFileSync } from 'node:child_process';
-import { copyFile, mkdtemp, readFile, rm, stat } from 'node:fs/promises';
+import { chmod, copyFile, mkdtemp, readFile, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -34,6 +34,8 @@ let slow: Instantiated;
 
 beforeAll(async () => {
   work = await mkdtemp(join(tmpdir(), 'vm-lazy-test-'));
+  // as root, builds run as an unprivileged build uid that must traverse to the state dir
+  await chmod(work, 0o755);
   state = join(work, 'state');
   // A Nix chroot store holding a derivation whose build fails, one that takes 6 s (and
   // busybox, their source), plus the fixtures' .drv files: lazystore learns derivations and
