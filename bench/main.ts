@@ -128,13 +128,13 @@ async function main(argv: string[]): Promise<number> {
 }
 
 if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
+  // Exit explicitly: a module that leaves a server or timer behind must not hang the run
+  // (stdout/stderr to files and pipes are synchronous on Linux, so nothing is lost).
   main(process.argv.slice(2)).then(
-    (code) => {
-      process.exitCode = code;
-    },
+    (code) => process.exit(code),
     (e: unknown) => {
       process.stderr.write(`bench: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`);
-      process.exitCode = 1;
+      process.exit(1);
     },
   );
 }
