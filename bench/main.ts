@@ -13,7 +13,8 @@ import { cpus } from 'node:os';
 import type { BenchResult } from './result.js';
 
 const NOT_MODULES = new Set(['main', 'result']);
-const here = dirname(fileURLToPath(import.meta.url));
+/** Where the modules are: beside this file, or $LAZYSTORE_BENCH_DIR (the harness's own test). */
+const here = process.env.LAZYSTORE_BENCH_DIR ?? dirname(fileURLToPath(import.meta.url));
 
 /** Module names (file stems) found beside this file, compiled (.js) or not (.ts under tsx). */
 async function discover(dir: string): Promise<string[]> {
