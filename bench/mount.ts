@@ -1,0 +1,216 @@
+/**
+ * The mount against its peers, same run, same data:
+ *   - sequential read of a 1 GiB file (dd bs=1M), cold (first read after a fresh mount) and
+ *     warm (the read right after), vs the same file on tmpfs and through `bindfs -o
+ *     multithreaded` over the same unpacked store directory;
+ *   - `find -printf %s` (an lstat per entry) over 20k files in 200 directories, cold and warm,
+ *     vs the same peers;
+ *   - time to the first byte of a file in an unbuilt path (a fresh 3-derivation chain) through
+ *     the mount vs `nix-store --realise` + `cat` with real Nix 2.8.
+ * Medians of REPS fresh mounts. The daemon runs as `lazystore mount` in a child process (the
+ * compiled CLI). The machine has 2 cores shared with other work: noisy; ratios matter.
+ */
+import { mkdir, mkdtemp, open, rm, rmdir, writeFile } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { ChildProcess } from 'node:child_process';
+import { execa } from 'execa';
+import { LocalStore } from '../src/store/local-store.js';
+import type { BenchResult } from './result.js';
+
+const SELF = fileURLToPath(import.meta.url);
+const MAIN = join(SELF, '../../src/cli/main.js');
+const LIB_NIX = join(process.env.LAZYSTORE_FIXTURES ?? '/tmp/nix-reference', 'nix/lib.nix');
+const REPS = 3;
+const BIG_MIB = 1024;
+const DIRS = 200;
+const FILES_PER_DIR = 100;
+
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+
+async function timeCmd(cmd: string, args: string[]): Promise<{ s: number; stdout: string }> {
+  const t = performance.now();
+  const r = await execa(cmd, args, { reject: false });
+  if (r.exitCode !== 0) throw new Error(`${cmd} ${args.join(' ')}: ${r.stderr}`);
+  return { s: (performance.now() - t) / 1000, stdout: r.stdout };
+}
+
+async function makeData(dir: string): Promise<void> {
+  await mkdir(join(dir, 'tree'), { recursive: true });
+  const block = randomBytes(1 << 20);
+  const f = await open(join(dir, 'big'), 'w');
+  for (let i = 0; i < BIG_MIB; i++) await f.write(block);
+  await f.close();
+  for (let d = 0; d < DIRS; d++) {
+    const sub = join(dir, 'tree', `d${d}`);
+    await mkdir(sub);
+    await Promise.all(Array.from({ length: FILES_PER_DIR }, (_, i) => writeFile(join(sub, `f${i}`), `file ${d}/${i}\n`)));
+  }
+}
+
+interface Peer {
+  name: string;
+  /** Mounts (fresh) and returns the directory holding big and tree/. */
+  up(): Promise<string>;
+  down(): Promise<void>;
+}
+
+async function isMounted(dir: string): Promise<boolean> {
+  const r = await execa('findmnt', ['-n', dir], { reject: false });
+  return r.exitCode === 0;
+}
+
+function lazystorePeer(state: string, mp: string, base: string, extra: string[] = []): Peer & { daemon?: ChildProcess } {
+  const peer: Peer & { daemon?: ChildProcess } = {
+    name: 'lazystore',
+    async up() {
+      const child = execa(process.execPath, [MAIN, 'mount', '--state', state, ...extra, mp], { reject: false, stdout: 'ignore' });
+      peer.daemon = child;
+      await new Promise<void>((resolve, reject) => {
+        let err = '';
+        child.stderr!.on('data', (c: Buffer) => {
+          err += c.toString();
+          if (err.includes('lazystore: mounted')) resolve();
+        });
+        void child.then((r) => reject(new Error(`mount exited ${r.exitCode}: ${err}`)));
+      });
+      return join(mp, base);
+    },
+    async down() {
+      const d = peer.daemon;
+      peer.daemon = undefined;
+      if (d && d.exitCode === null) {
+        d.kill('SIGTERM');
+        await new Promise((r) => d.once('exit', r));
+      }
+      if (await isMounted(mp)) await execa('fusermount', ['-u', '-z', mp], { reject: false });
+    },
+  };
+  return peer;
+}
+
+function bindfsPeer(src: string, mp: string): Peer {
+  return {
+    name: 'bindfs -o multithreaded',
+    async up() {
+      await execa('bindfs', ['-o', 'multithreaded,ro', src, mp]);
+      return mp;
+    },
+    async down() {
+      if (await isMounted(mp)) await execa('fusermount', ['-u', '-z', mp], { reject: false });
+    },
+  };
+}
+
+function tmpfsPeer(dir: string): Peer {
+  return { name: 'tmpfs', up: () => Promise.resolve(dir), down: () => Promise.resolve() };
+}
+
+interface Figures {
+  readCold: number;
+  readWarm: number;
+  statCold: number;
+  statWarm: number;
+}
+
+/** MB/s for reads, entries/s for find; medians over REPS fresh mounts. */
+async function measure(peer: Peer): Promise<Figures> {
+  const f: Record<keyof Figures, number[]> = { readCold: [], readWarm: [], statCold: [], statWarm: [] };
+  const mb = (BIG_MIB * (1 << 20)) / 1e6;
+  for (let i = 0; i < REPS; i++) {
+    let dir = await peer.up();
+    try {
+      f.readCold.push(mb / (await timeCmd('dd', [`if=${dir}/big`, 'of=/dev/null', 'bs=1M'])).s);
+      f.readWarm.push(mb / (await timeCmd('dd', [`if=${dir}/big`, 'of=/dev/null', 'bs=1M'])).s);
+    } finally {
+      await peer.down();
+    }
+    dir = await peer.up();
+    try {
+      const cold = await timeCmd('find', [`${dir}/tree`, '-printf', '%s\n']);
+      const n = cold.stdout.split('\n').length;
+      if (n < DIRS * FILES_PER_DIR) throw new Error(`${peer.name}: find saw ${n} entries`);
+      f.statCold.push(n / cold.s);
+      f.statWarm.push(n / (await timeCmd('find', [`${dir}/tree`, '-printf', '%s\n'])).s);
+    } finally {
+      await peer.down();
+    }
+  }
+  return { readCold: median(f.readCold), readWarm: median(f.readWarm), statCold: median(f.statCold), statWarm: median(f.statWarm) };
+}
+
+/** A fresh (salted) chain a → b → c of busybox builds; returns c's drv and output. */
+async function freshChain(dir: string, rep: number): Promise<{ drv: string; out: string }> {
+  const salt = `bench-mount-${Date.now()}-${process.pid}-${rep}`;
+  const nix = `let lib = import ${LIB_NIX} { salt = "${salt}"; };
+    a = lib.mk { name = "bench-ttfb-a"; script = "echo a > $out"; };
+    b = lib.mk { name = "bench-ttfb-b"; inherit a; script = "mkdir $out; cat $a > $out/a"; };
+  in lib.mk { name = "bench-ttfb-c"; inherit b; script = "mkdir $out; cat $b/a > $out/file"; }`;
+  await writeFile(join(dir, 'chain.nix'), nix);
+  const drv = (await execa('nix-instantiate', [join(dir, 'chain.nix')])).stdout.trim();
+  const show = JSON.parse((await execa('nix', ['--extra-experimental-features', 'nix-command', 'show-derivation', drv])).stdout) as Record<string, { outputs: { out: { path: string } } }>;
+  return { drv, out: Object.values(show)[0]!.outputs.out.path };
+}
+
+export async function run(): Promise<BenchResult[]> {
+  const results: BenchResult[] = [];
+  const src = await mkdtemp('/dev/shm/lazystore-bench-mount-src-');
+  const state = await mkdtemp(join(tmpdir(), 'lazystore-bench-mount-state-'));
+  const mp = await mkdtemp(join(tmpdir(), 'lazystore-bench-mount-mp-'));
+  const bindMp = await mkdtemp(join(tmpdir(), 'lazystore-bench-mount-bindfs-'));
+  const ours = lazystorePeer(state, mp, '');
+  try {
+    await makeData(src);
+    const store = await LocalStore.open(state);
+    const info = await store.addFromDirectory(src, { name: 'bench-mount-data' });
+    const base = info.path.slice('/nix/store/'.length);
+    const lazy = lazystorePeer(state, mp, base);
+    const figures = new Map<string, Figures>();
+    for (const peer of [lazy, bindfsPeer(store.realPath(info.path), bindMp), tmpfsPeer(src)]) figures.set(peer.name, await measure(peer));
+    const o = figures.get('lazystore')!;
+    const note = `median of ${REPS} fresh mounts; 2 shared cores, noisy`;
+    for (const peerName of ['tmpfs', 'bindfs -o multithreaded']) {
+      const p = figures.get(peerName)!;
+      results.push(
+        { name: 'mount: 1 GiB sequential read, cold', ours: o.readCold, peer: p.readCold, peerName, unit: 'MB/s', lowerIsBetter: false, notes: note },
+        { name: 'mount: 1 GiB sequential read, warm', ours: o.readWarm, peer: p.readWarm, peerName, unit: 'MB/s', lowerIsBetter: false, notes: note },
+        { name: 'mount: find+lstat 20k files, cold', ours: o.statCold, peer: p.statCold, peerName, unit: 'entries/s', lowerIsBetter: false, notes: note },
+        { name: 'mount: find+lstat 20k files, warm', ours: o.statWarm, peer: p.statWarm, peerName, unit: 'entries/s', lowerIsBetter: false, notes: note },
+      );
+    }
+
+    const ttfb: { ours: number[]; nix: number[] } = { ours: [], nix: [] };
+    for (let i = 0; i < REPS; i++) {
+      const chain = await freshChain(src, i);
+      const withDrv = lazystorePeer(state, mp, '', ['--drvs', chain.drv]);
+      const storeDir = await withDrv.up();
+      try {
+        const r = await timeCmd('cat', [join(storeDir, chain.out.slice('/nix/store/'.length), 'file')]);
+        if (r.stdout !== 'a') throw new Error(`read ${JSON.stringify(r.stdout)}`);
+        ttfb.ours.push(r.s);
+      } finally {
+        await withDrv.down();
+      }
+      const t = performance.now();
+      await execa('nix-store', ['--realise', chain.drv], { stdout: 'ignore', stderr: 'ignore' });
+      await execa('cat', [join(chain.out, 'file')]);
+      ttfb.nix.push((performance.now() - t) / 1000);
+    }
+    results.push({
+      name: 'mount: first byte of a file in an unbuilt 3-drv chain',
+      ours: median(ttfb.ours), peer: median(ttfb.nix), peerName: 'nix-store --realise + cat', unit: 's', lowerIsBetter: true,
+      notes: `median of ${REPS} fresh chains, mount already up (ours ${ttfb.ours.map((x) => x.toFixed(2)).join('/')}, nix ${ttfb.nix.map((x) => x.toFixed(2)).join('/')}); 2 shared cores, noisy`,
+    });
+    return results;
+  } finally {
+    await ours.down().catch(() => {});
+    for (const m of [mp, bindMp]) {
+      if (await isMounted(m)) await execa('fusermount', ['-u', '-z', m], { reject: false });
+      await rmdir(m).catch(() => {});
+    }
+    await rm(src, { recursive: true, force: true });
+    await rm(state, { recursive: true, force: true });
+  }
+}
