@@ -92,6 +92,8 @@ export function builderArgv(builder: string, args: readonly string[]): string[] 
 }
 
 function fromByteString(s: string): string {
+  // execve takes C strings: a NUL cannot reach the builder (Node would throw a TypeError)
+  if (s.includes('\0')) throw new LazyError('BUILD_BAD_ARG', `builder or argument contains a NUL byte: ${JSON.stringify(s)}`);
   if (!/[\x80-\xff]/.test(s)) return s;
   const bytes = Buffer.from(s, 'latin1');
   const text = bytes.toString('utf8');
