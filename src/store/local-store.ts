@@ -20,7 +20,7 @@ import { baseName, hashPart, parseStoreBaseName, type StorePath } from '../nix/s
 import { closureOf } from './closure.js';
 import { pathInfoFromNarInfo, pathInfoToNarInfo, type PathInfo } from './path-info.js';
 import { ownerToken } from './process-owner.js';
-import { removeTree } from './remove-tree.js';
+import { moveTree, removeTree } from './remove-tree.js';
 import { narInfoFile, storeLayout, type StoreLayout } from './store-layout.js';
 import { StoreLocks } from './store-lock.js';
 import { recoverStore, type RecoveryReport } from './store-recovery.js';
@@ -183,13 +183,8 @@ export class LocalStore {
       }
       const dest = this.realPath(info.path);
       await testPause('register:before-rename');
-      await rename(tmpPath, dest).catch(async (e: NodeJS.ErrnoException) => {
-        // Holding the lock with no narinfo, anything at dest is a dead registration's leftover.
-        // (A file or symlink there was simply replaced by the rename.)
-        if (e.code !== 'ENOTEMPTY' && e.code !== 'EEXIST' && e.code !== 'EISDIR' && e.code !== 'ENOTDIR') throw e;
-        await removeTree(dest);
-        await rename(tmpPath, dest);
-      });
+      // Holding the lock with no narinfo, anything at dest is a dead registration's leftover.
+      await moveTree(tmpPath, dest, { replace: true });
       const draft = join(this.layout.tmpDir, `${ownerToken()}.${this.tempCounter++}-narinfo-${hash}`);
       try {
         await testPause('register:after-rename');
@@ -262,7 +257,7 @@ export class LocalStore {
       this.infos.delete(p);
       await unlink(narInfoFile(this.layout, hashPart(p)));
       trash = join(this.layout.tmpDir, `${ownerToken()}.${this.tempCounter++}-deleted-${baseName(p)}`);
-      await rename(this.realPath(p), trash).catch((e: NodeJS.ErrnoException) => {
+      await moveTree(this.realPath(p), trash).catch((e: NodeJS.ErrnoException) => {
         if (e.code !== 'ENOENT') throw e;
         trash = undefined;
       });

@@ -4,7 +4,7 @@
  * child a half-written module), and a child that runs one store operation from JSON arguments.
  */
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -20,6 +20,7 @@ export function buildPrivateDist(): string {
     // Type errors elsewhere in the tree still emit JavaScript; only a missing output is fatal.
     void e;
   }
+  chmodSync(out, 0o755); // readable by the unprivileged children of the non-root tests
   writeFileSync(join(out, 'package.json'), '{"type":"module"}\n');
   symlinkSync(join(ROOT, 'node_modules'), join(out, 'node_modules'));
   return out;
@@ -55,6 +56,12 @@ if (args.op === 'nar') {
   const scan = await scanPath(file);
   info = await store.register(file, { path: parseStorePath(args.path), narHash: scan.narHash, narSize: scan.narSize, references: [], sigs: [] });
   await store.discardTemp(dir);
+} else if (args.op === 'delete') {
+  await store.delete(parseStorePath(args.path));
+  info = { path: args.path, narHash: { algo: 'sha256', digest: Buffer.alloc(32) }, narSize: 0 };
+} else if (args.op === 'open') {
+  process.stdout.write(JSON.stringify(store.recovery) + '\\n');
+  process.exit(0);
 }
 process.stdout.write(JSON.stringify({ path: info.path, narHash: formatHash(info.narHash), narSize: info.narSize }) + '\\n');
 `;
@@ -80,7 +87,7 @@ export interface StoreChild {
 export function startStoreChild(
   dist: string,
   args: Record<string, unknown>,
-  opts: { pauseAt?: string; trace?: boolean } = {},
+  opts: { pauseAt?: string; trace?: boolean; uid?: number; gid?: number } = {},
 ): StoreChild {
   const env: NodeJS.ProcessEnv = { ...process.env, LZS_DIST: dist, LZS_ARGS: JSON.stringify(args) };
   delete env.LAZYSTORE_TEST_PAUSE_AT;
@@ -91,7 +98,7 @@ export function startStoreChild(
   // eval'd CommonJS source would then be read as a module.
   const script = join(dist, 'store-child.mjs');
   if (!existsSync(script)) writeFileSync(script, CHILD);
-  const proc = spawn(process.execPath, [script], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  const proc = spawn(process.execPath, [script], { env, stdio: ['ignore', 'pipe', 'pipe'], uid: opts.uid, gid: opts.gid });
   let stdout = '';
   let stderr = '';
   let exited = false;
