@@ -95,6 +95,8 @@ describe.skipIf(!HAVE_FUSE)('lazystore mount/shell/status commands', () => {
     const s = await run(process.execPath, [CLI, 'status', '--state', state, '--json']);
     expect(s.code).toBe(0);
     expect(JSON.parse(s.stdout)[0].result.mountpoint).toBe(mp);
+    const sock = await stat(join(state, 'run', `${child.pid}.sock`));
+    expect(sock.mode & 0o777).toBe(0o600);
 
     // SIGKILL the lazystore daemon too: the next start must mount again
     child.kill('SIGKILL');

@@ -34,7 +34,7 @@ export interface TestMount {
   close(): Promise<void>;
 }
 
-export async function startTestMount(opts: RealiserOptions & { unknownKind?: 'directory' | 'symlink' } = {}): Promise<TestMount> {
+export async function startTestMount(opts: RealiserOptions & { unknownKind?: 'directory' | 'symlink'; listRoot?: boolean } = {}): Promise<TestMount> {
   const state = await mkdtemp(join(tmpdir(), 'lazystore-fuse-state-'));
   const mp = await mkdtemp(join(tmpdir(), 'lazystore-fuse-mp-'));
   const store = await LocalStore.open(state);
@@ -43,7 +43,7 @@ export async function startTestMount(opts: RealiserOptions & { unknownKind?: 'di
   const events: ProgressEvent[] = [];
   realiser.onProgress((e) => events.push(e));
   const logs: string[] = [];
-  const daemon = await startDaemon({ mountpoint: mp, stateDir: state, store, realiser, unknownKind: opts.unknownKind, log: (l) => logs.push(l) });
+  const daemon = await startDaemon({ mountpoint: mp, stateDir: state, store, realiser, unknownKind: opts.unknownKind, listRoot: opts.listRoot, log: (l) => logs.push(l) });
   return {
     mp, state, store, known, realiser, daemon, events, logs,
     async close() {

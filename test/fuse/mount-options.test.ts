@@ -1,5 +1,5 @@
 /**
- * `--unknown-as symlink`: an unbuilt path of unknown type shows as a symlink and the wait
+ * Mount options. `--list-root`: the root lists valid paths. `--unknown-as symlink`: an unbuilt path of unknown type shows as a symlink and the wait
  * happens in readlink, which every walk through the name performs, so even exec of an unbuilt
  * single-file output works (ESTALE → the kernel retries the walk; docs/MOUNT.md).
  */
@@ -17,7 +17,7 @@ describe.skipIf(!HAVE_FUSE)('mount with unknown types shown as symlinks', () => 
       'sl-script': 'printf "#!/bin/sh\\necho script ran\\n" > $out; chmod +x $out',
       'sl-dir': 'mkdir -p $out/bin; printf "#!/bin/sh\\necho dir ran\\n" > $out/bin/run; chmod +x $out/bin/run',
     });
-    m = await startTestMount({ unknownKind: 'symlink' });
+    m = await startTestMount({ unknownKind: 'symlink', listRoot: true });
     for (const f of Object.values(fresh)) await m.known.add(f.drvPath);
   }, 120_000);
 
@@ -34,5 +34,11 @@ describe.skipIf(!HAVE_FUSE)('mount with unknown types shown as symlinks', () => 
     const st = await run('stat', ['-c', '%F', at(fresh['sl-script']!.out), at(fresh['sl-dir']!.out)]);
     expect(st.stdout).toBe('regular file\ndirectory\n');
     expect(m.daemon.view.status().staleAnswers).toBe(2);
+  });
+
+  it('lists valid paths in the root with --list-root', async () => {
+    const ls = (await run('ls', [m.mp])).stdout.split('\n').filter(Boolean);
+    expect(ls).toEqual(expect.arrayContaining([basename(fresh['sl-script']!.out), basename(fresh['sl-dir']!.out)]));
+    expect(ls.some((n) => n.endsWith('-busybox'))).toBe(true);
   });
 });
