@@ -5,38 +5,23 @@
  * (no log file is opened). The Nix-built control derivation builds in the same store.
  */
 import { existsSync, readFileSync } from 'node:fs';
-import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { isLazyError, type LazyError } from '../../src/errors.js';
-import { DerivationHasher, drvStorePath } from '../../src/nix/derivation-hash.js';
-import { parseDerivation, serializeDerivation, type Derivation } from '../../src/nix/derivation.js';
+import type { Derivation } from '../../src/nix/derivation.js';
 import { baseName, parseStorePath, type StorePath } from '../../src/nix/store-path.js';
-import { FIXTURES, fixtureDrv, manifest } from '../helpers/fixtures.js';
+import { fixtureDrv, manifest } from '../helpers/fixtures.js';
+import { baseDrv, craft } from './craft-drv.js';
 import { busyboxPath, freshEnv, type Env } from '../realise/helpers.js';
 
 const single = fixtureDrv('single');
-const base = (): Derivation => parseDerivation(readFileSync(join(FIXTURES, single.drvFile)));
+const base = baseDrv;
+const craftHere = (drv: Derivation, opts?: { fixPaths?: boolean }): Promise<StorePath> => craft(dir, drv, opts);
 
 let env: Env;
 let dir: string;
-
-/** Writes `drv` with its output paths computed as Nix would (when they can be), returns its path. */
-async function craft(drv: Derivation, opts: { fixPaths?: boolean } = {}): Promise<StorePath> {
-  if (opts.fixPaths !== false) {
-    const masked: Derivation = { ...drv, outputs: new Map([...drv.outputs].map(([n, o]) => [n, { ...o, path: '' }])) };
-    const hasher = new DerivationHasher(async () => {
-      throw new Error('no input derivations here');
-    });
-    const paths = await hasher.outputPaths(masked);
-    for (const [n, o] of drv.outputs) o.path = paths.get(n) ?? o.path;
-  }
-  const bytes = serializeDerivation(drv);
-  const drvPath = drvStorePath(drv, bytes);
-  await writeFile(join(dir, baseName(drvPath)), bytes);
-  return drvPath;
-}
 
 /**
  * Build scratch still in tmp/ (the per-store sandbox-etc stays by design). Removal is not
@@ -85,7 +70,7 @@ describe('hostile derivations', () => {
   });
 
   it('control: the fixture derivation, re-crafted, builds to the path and bytes Nix made', async () => {
-    const drvPath = await craft(base());
+    const drvPath = await craftHere(base());
     expect(drvPath).toBe(single.drvPath);
     await env.known.add(join(dir, baseName(drvPath)));
     const out = (await env.realiser.realiseDrv(drvPath)).get('out')!;
@@ -99,7 +84,7 @@ describe('hostile derivations', () => {
     drv.outputs.set(name, { path: single.outputs.out!.path, hashAlgo: '', hash: '' });
     drv.env.set(name, single.outputs.out!.path);
     const e = await refusal((async () => {
-      const p = await craft(drv);
+      const p = await craftHere(drv);
       await env.known.add(join(dir, baseName(p)));
       await env.realiser.realiseDrv(p);
     })());
@@ -117,7 +102,7 @@ describe('hostile derivations', () => {
     drv.env.set('salt', `bad-env-${Math.random()}`);
     mutate(drv);
     drv.env = new Map([...drv.env].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
-    const p = await craft(drv);
+    const p = await craftHere(drv);
     const e = await refused(p, [...drv.outputs.values()].map((o) => o.path));
     expect(e.code).toBe('BUILD_BAD_ENV');
     expect(existsSync(env.store.logPath(p))).toBe(false);
@@ -127,7 +112,7 @@ describe('hostile derivations', () => {
     const drv = base();
     drv.args = [...drv.args, 'a\0b'];
     drv.env.set('salt', `nul-arg-${Math.random()}`);
-    const p = await craft(drv);
+    const p = await craftHere(drv);
     const e = await refused(p, [...drv.outputs.values()].map((o) => o.path));
     expect(e.code).toMatch(/^BUILD_/);
     expect(e.message).toMatch(/NUL|argument/i);
@@ -142,7 +127,7 @@ describe('hostile derivations', () => {
     drv.builder = builder;
     drv.env.set('builder', builder);
     drv.env.set('salt', `builder-${Math.random()}`);
-    const p = await craft(drv);
+    const p = await craftHere(drv);
     const e = await refused(p, [...drv.outputs.values()].map((o) => o.path));
     expect(e.code).toBe('BUILD_FAILED');
     expect(e.message).toContain(p);
@@ -158,7 +143,7 @@ describe('hostile derivations', () => {
       drv.env.set('salt', `absurd-${Math.random()}`);
       mutate(drv);
       drv.env = new Map([...drv.env].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
-      const p = await craft(drv);
+      const p = await craftHere(drv);
       const e = await refused(p, [...drv.outputs.values()].map((o) => o.path));
       expect(e.code).toBe('BUILD_FAILED');
       expect(readFileSync(env.store.logPath(p), 'utf8')).toMatch(/Argument list too long|Exceeded maximum number of arguments/);
@@ -168,7 +153,7 @@ describe('hostile derivations', () => {
   it('an output path that does not match the derivation is refused at add (KNOWN_BAD_DRV)', async () => {
     const drv = base();
     drv.env.set('salt', `wrong-path-${Math.random()}`);
-    const p = await craft(drv, { fixPaths: false }); // keeps the fixture's output path
+    const p = await craftHere(drv, { fixPaths: false }); // keeps the fixture's output path
     const e = await refusal(env.known.add(join(dir, baseName(p))));
     expect(e.code).toBe('KNOWN_BAD_DRV');
     expect(await env.known.lookupOutput(parseStorePath(single.outputs.out!.path))).not.toEqual({ drvPath: p, outputName: 'out' });
