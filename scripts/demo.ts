@@ -112,13 +112,19 @@ async function cleanup(): Promise<void> {
 }
 
 let interrupted = false;
-for (const sig of ['SIGINT', 'SIGTERM'] as const) {
+for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
   process.once(sig, () => {
     interrupted = true;
     process.stdout.write(`\n${red(sig)}: cleaning up\n`);
     void cleanup().finally(() => process.exit(130));
   });
 }
+// `npm run demo | head` closes our stdout early: still unmount and remove temporary state.
+process.stdout.on('error', () => {
+  if (interrupted) return;
+  interrupted = true;
+  void cleanup().finally(() => process.exit(141));
+});
 
 main()
   .catch((e: unknown) => {
