@@ -78,8 +78,8 @@ class TransportCache implements BinaryCache {
       if (text === undefined) return undefined;
       const info = parseNarInfo(text, where);
       if (info.storePath !== p) {
-        // Same hash part, other name (or a mislabelled file): not the path we asked for.
-        if (hashPart(info.storePath) === hash && info.storePath.length > 0) return undefined;
+        // Same hash part, other name: the cache has another path, not the one we asked for.
+        if (hashPart(info.storePath) === hash) return undefined;
         throw new LazyError('SUBST_NARINFO_MISMATCH', `${where} describes ${info.storePath}, not ${p}`, {
           details: { url: where, expected: p, actual: info.storePath },
         });

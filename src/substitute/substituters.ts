@@ -116,15 +116,31 @@ export class Substituters {
     const known = await store.queryPathInfo(info.storePath, { signal });
     if (known) return known;
     for (let attempt = 1; ; attempt++) {
+      const watch = new SourceWatch();
       try {
-        return await store.addFromNar(await cache.getNar(info, { signal }), expected, { signal });
-      } catch (e) {
+        return await store.addFromNar(watch.wrap(await cache.getNar(info, { signal })), expected, { signal });
+      } catch (caught) {
+        // A failing download or decompressor is the real cause, whatever the NAR reader made of it.
+        const e = watch.error ?? caught;
         if (signal?.aborted) throw e;
         if (isLazyError(e) && e.details.transient === true && attempt < this.importAttempts) continue;
         // A broken copy: forget the narinfo so a fixed cache is seen without waiting for the TTL.
         if (isLazyError(e) && e.code !== 'ABORTED') cache.forget(info.storePath);
         throw fromCache(e, info, cache);
       }
+    }
+  }
+}
+
+/** Remembers the error the NAR source itself threw, if any. */
+class SourceWatch {
+  error: unknown;
+  async *wrap(source: AsyncIterable<Buffer>): AsyncGenerator<Buffer> {
+    try {
+      yield* source;
+    } catch (e) {
+      this.error = e;
+      throw e;
     }
   }
 }

@@ -11,7 +11,7 @@ import { openBinaryCache } from '../../src/substitute/binary-cache.js';
 import { HttpTransport } from '../../src/substitute/http-cache.js';
 import { parseStorePath } from '../../src/nix/store-path.js';
 
-type Mode = { kind: 'ok' } | { kind: 'status'; status: number; times: number } | { kind: 'reset'; times: number } | { kind: 'stall' };
+type Mode = { kind: 'ok' } | { kind: 'cut'; times: number } | { kind: 'status'; status: number; times: number } | { kind: 'reset'; times: number } | { kind: 'stall' };
 let mode: Mode = { kind: 'ok' };
 const hits = new Map<string, number>();
 let server: Server;
@@ -32,6 +32,11 @@ beforeAll(async () => {
     }
     readFile(join(FIXTURES, 'cache', url)).then(
       (data) => {
+        if (mode.kind === 'cut' && url.startsWith('/nar/') && n <= mode.times) {
+          res.writeHead(200, { 'content-length': data.length });
+          res.write(data.subarray(0, Math.floor(data.length / 2)), () => res.destroy());
+          return;
+        }
         if (mode.kind === 'stall' && url.startsWith('/nar/')) {
           res.writeHead(200, { 'content-length': data.length });
           res.write(data.subarray(0, 10)); // then nothing
@@ -105,6 +110,33 @@ describe('HTTP retries', () => {
         for await (const _ of nar) void _;
       })(),
     ).rejects.toMatchObject({ code: 'SUBST_HTTP_TIMEOUT' });
+  });
+
+  it('restarts an import whose NAR download broke off midway, and gives up after the attempts', async () => {
+    const { mkdtemp, rm } = await import('node:fs/promises');
+    const { tmpdir } = await import('node:os');
+    const { LocalStore } = await import('../../src/store/local-store.js');
+    const { Substituters } = await import('../../src/substitute/substituters.js');
+    const state = await mkdtemp(join(tmpdir(), 'lazystore-http-'));
+    try {
+      const store = await LocalStore.open(state);
+      const subs = new Substituters([await openBinaryCache(base, fast)], { requireSigs: false, importAttempts: 3 });
+      const p = parseStorePath(out().path);
+      const found = (await subs.query(p))!;
+      mode = { kind: 'cut', times: 2 };
+      const info = await subs.importPath(store, found);
+      expect(info.narSize).toBe(out().narSize);
+      expect(hits.get(`/${found.info.url}`)).toBe(3);
+
+      const other = await LocalStore.open(join(state, 'other'));
+      hits.clear();
+      mode = { kind: 'cut', times: 100 };
+      await expect(subs.importPath(other, found)).rejects.toMatchObject({ code: 'SUBST_HTTP', details: { path: p } });
+      expect(hits.get(`/${found.info.url}`)).toBe(3);
+      expect(await other.isValid(p)).toBe(false);
+    } finally {
+      await rm(state, { recursive: true, force: true });
+    }
   });
 
   it('cancels through the signal', async () => {
