@@ -201,6 +201,61 @@ describe('corrupt caches are rejected and leave nothing', () => {
   });
 });
 
+describe('copyClosure bookkeeping', () => {
+  it('fetches each NAR of a shared-dependency DAG exactly once, with at most `jobs` at a time', async () => {
+    const store = await freshStore(tmp);
+    const cache = await openBinaryCache(`file://${FIXTURES}/cache`);
+    const fetched = new Map<string, number>();
+    let running = 0;
+    let peak = 0;
+    const counting = {
+      ...cache,
+      url: cache.url,
+      priority: cache.priority,
+      wantMassQuery: cache.wantMassQuery,
+      getNarInfo: cache.getNarInfo.bind(cache),
+      forget: cache.forget.bind(cache),
+      async getNar(info: Parameters<typeof cache.getNar>[0], o?: { signal?: AbortSignal }) {
+        fetched.set(info.storePath, (fetched.get(info.storePath) ?? 0) + 1);
+        running++;
+        peak = Math.max(peak, running);
+        const nar = await cache.getNar(info, o);
+        return (async function* () {
+          try {
+            yield* nar;
+          } finally {
+            running--;
+          }
+        })();
+      },
+    };
+    const s = new Substituters([counting], { requireSigs: false });
+    const roots = [out('dag50.root'), out('dag500.root')];
+    const result = await copyClosure(store, s, [...roots, ...roots], { jobs: 3 });
+    expect(result.imported.length).toBe((await store.closure(roots)).length);
+    expect([...fetched.values()].every((n) => n === 1)).toBe(true);
+    expect(fetched.size).toBe(result.imported.length);
+    expect(peak).toBeLessThanOrEqual(3);
+  });
+
+  it('stops on abort and leaves no partial path', async () => {
+    const store = await freshStore(tmp);
+    const s = await subs(`file://${FIXTURES}/cache`, { requireSigs: false });
+    const ctl = new AbortController();
+    let n = 0;
+    const run = copyClosure(store, s, [out('dag500.root')], {
+      signal: ctl.signal,
+      onProgress: () => {
+        if (++n === 20) ctl.abort();
+      },
+    });
+    await expect(run).rejects.toMatchObject({ code: 'ABORTED' });
+    const leftovers = (await storeLeftovers(store)).filter((e) => !e.startsWith('.'));
+    for (const e of leftovers) expect(await store.isValid(parseStorePath(`/nix/store/${e}`)), e).toBe(true);
+    expect(n).toBeLessThan(200);
+  });
+});
+
 describe('query', () => {
   it('tries caches in priority order and reports absence as undefined', async () => {
     const low = await openBinaryCache(`file://${FIXTURES}/cache?priority=60`);
