@@ -38,7 +38,7 @@ export interface Daemon {
 }
 
 export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
-  const log = opts.log ?? (() => {});
+  const log = dedupe(opts.log ?? (() => {}));
   const cancel = new AbortController();
   const view = new StoreView({
     store: opts.store,
@@ -112,6 +112,19 @@ function progressLogger(log: (line: string) => void): ProgressListener {
     const took = t0 === undefined ? '' : ` ${((Date.now() - t0) / 1000).toFixed(2)} s`;
     if (e.type === 'failed') log(`failed ${e.kind === 'build' ? 'building' : 'fetching'} ${what} after${took}: ${errorMessage(e.error)}${e.logPath ? ` (log: ${e.logPath})` : ''}`);
     else log(`${e.kind === 'build' ? 'built' : 'fetched'} ${what} in${took}`);
+  };
+}
+
+/** Repeats of a line within 10 s are dropped: 100 readers of a failed path log its EIO once. */
+function dedupe(log: (line: string) => void): (line: string) => void {
+  const seen = new Map<string, number>();
+  return (line) => {
+    const now = Date.now();
+    const last = seen.get(line);
+    if (last !== undefined && now - last < 10_000) return;
+    if (seen.size > 1000) seen.clear();
+    seen.set(line, now);
+    log(line);
   };
 }
 

@@ -49,13 +49,21 @@ export async function mountStore(opts: MountOptions): Promise<MountHandle> {
     fsname: fsname.join(','),
   });
   await new Promise<void>((res, rej) =>
-    fuse.mount((err) => (err ? rej(new LazyError('MOUNT_FAILED', `cannot mount at ${mountpoint}: ${err.message}`, { cause: err })) : res())),
+    fuse.mount((err) => (err ? rej(mountError(mountpoint, err)) : res())),
   );
   let done: Promise<void> | undefined;
   return {
     mountpoint,
     unmount: () => (done ??= unmountFuse(fuse, mountpoint).finally(() => opts.view.close())),
   };
+}
+
+function mountError(mountpoint: string, err: Error): LazyError {
+  const hint =
+    err.message === 'Mountpoint in use'
+      ? ' (it is already a mountpoint: mount elsewhere and `mount --bind` that onto it, or use `lazystore shell`)'
+      : '';
+  return new LazyError('MOUNT_FAILED', `cannot mount at ${mountpoint}: ${err.message}${hint}`, { cause: err });
 }
 
 function unmountFuse(fuse: FuseInstance, mountpoint: string): Promise<void> {

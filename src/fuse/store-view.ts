@@ -237,10 +237,11 @@ export class StoreView {
       (e: unknown) => {
         const code = e instanceof LazyError ? e.code : 'UNKNOWN';
         const message = e instanceof Error ? e.message : String(e);
+        const repeated = this.failures.get(base)?.message === message; // a remembered failure
         this.failures.delete(base);
         this.failures.set(base, { path: p, code, message, at: Date.now() });
         if (this.failures.size > FAILURES_KEPT) this.failures.delete(this.failures.keys().next().value as string);
-        this.log(`failed ${p} after ${seconds(started)}: ${code}: ${message}`);
+        if (!repeated) this.log(`failed ${p} after ${seconds(started)}: ${code}: ${message}`);
         throw e;
       },
     ).finally(() => this.inflight.delete(base));
