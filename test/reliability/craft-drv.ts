@@ -30,12 +30,18 @@ export function sortEnv(d: Derivation): Derivation {
 /** Writes `drv` into `dir` as <hash>-<name>.drv with output paths computed as Nix would (unless told not to). */
 export async function craft(dir: string, drv: Derivation, opts: { fixPaths?: boolean } = {}): Promise<StorePath> {
   if (opts.fixPaths !== false) {
-    const masked: Derivation = { ...drv, outputs: new Map([...drv.outputs].map(([n, o]) => [n, { ...o, path: '' }])) };
+    // as Nix does: output paths come from the derivation with them (and their env vars) blanked
+    const env = new Map(drv.env);
+    for (const n of drv.outputs.keys()) if (env.has(n)) env.set(n, '');
+    const masked: Derivation = { ...drv, env, outputs: new Map([...drv.outputs].map(([n, o]) => [n, { ...o, path: '' }])) };
     const hasher = new DerivationHasher(async () => {
       throw new Error('no input derivations here');
     });
     const paths = await hasher.outputPaths(masked);
-    for (const [n, o] of drv.outputs) o.path = paths.get(n) ?? o.path;
+    for (const [n, o] of drv.outputs) {
+      o.path = paths.get(n) ?? o.path;
+      if (drv.env.has(n)) drv.env.set(n, o.path);
+    }
   }
   const bytes = serializeDerivation(drv);
   const drvPath = drvStorePath(drv, bytes);
