@@ -126,11 +126,16 @@ function waitForHolder(name: string, signal: AbortSignal | undefined): Promise<v
     };
     const onAbort = (): void => finish(abortError(signal));
     signal?.addEventListener('abort', onAbort, { once: true });
+    let connected = false;
     let retrying = false;
+    sock.on('connect', () => (connected = true));
     sock.on('error', (e: NodeJS.ErrnoException) => {
-      // ECONNREFUSED: bound but not yet (or no longer) listening; EAGAIN: backlog full.
-      // Either way the holder is between states: look again shortly.
-      if (e.code === 'ECONNREFUSED' || e.code === 'EAGAIN' || e.code === 'ENOENT') {
+      // Once connected, any end of the connection (close, ECONNRESET when the holder dies or
+      // releases) means the holder let go. Before that: ECONNREFUSED (bound but not yet or no
+      // longer listening) and EAGAIN (backlog full) mean the holder is between states — look
+      // again shortly.
+      if (connected) finish();
+      else if (e.code === 'ECONNREFUSED' || e.code === 'EAGAIN' || e.code === 'ENOENT' || e.code === 'ECONNRESET') {
         retrying = true;
         setTimeout(() => finish(), 5);
       } else finish(new LazyError('STORE_LOCK', `cannot wait for store lock: ${e.message}`, { cause: e }));

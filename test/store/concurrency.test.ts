@@ -2,7 +2,7 @@
  * Several lazystore processes adding the same path at once: one wins, every one of them sees
  * the path valid with the winner's metadata, and the contents on disk are the winner's.
  */
-import { createWriteStream, readdirSync, readFileSync } from 'node:fs';
+import { createWriteStream, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -99,6 +99,18 @@ describe('processes adding the same path at once', () => {
     expect(r.stderr).toContain('lazystore: at register:before-commit');
     const store = await expectConsistent(state);
     expect(readFileSync(store.realPath(p), 'utf8')).toBe('waiter');
+  });
+
+  it('the path lock excludes: 4 processes × 40 read-modify-writes of one counter lose no update', async () => {
+    const state = join(work, 'counter');
+    await LocalStore.open(state);
+    writeFileSync(join(state, 'counter'), '0');
+    const children = [0, 1, 2, 3].map(() => startStoreChild(dist, { op: 'count', state, times: 40 }));
+    for (const c of children) {
+      const r = await c.done;
+      expect(r.code, r.stderr).toBe(0);
+    }
+    expect(readFileSync(join(state, 'counter'), 'utf8')).toBe('160');
   });
 
   it('tasks of one process adding the same path at once also get one registration', async () => {

@@ -59,6 +59,19 @@ if (args.op === 'nar') {
 } else if (args.op === 'delete') {
   await store.delete(parseStorePath(args.path));
   info = { path: args.path, narHash: { algo: 'sha256', digest: Buffer.alloc(32) }, narSize: 0 };
+} else if (args.op === 'count') {
+  // Read-modify-write of a counter file under one lock, with a pause inside the critical section.
+  const { StoreLocks } = await import(dist + '/src/store/store-lock.js');
+  const locks = new StoreLocks(args.state);
+  const file = path.join(args.state, 'counter');
+  for (let i = 0; i < args.times; i++) {
+    const release = await locks.acquire('counter');
+    const n = Number(fs.readFileSync(file, 'utf8'));
+    await new Promise((r) => setTimeout(r, 1));
+    fs.writeFileSync(file, String(n + 1));
+    await release();
+  }
+  process.exit(0);
 } else if (args.op === 'open') {
   process.stdout.write(JSON.stringify(store.recovery) + '\\n');
   process.exit(0);
