@@ -72,6 +72,22 @@ describe.skipIf(!HAVE_FUSE)('lazystore mount/shell/status commands', () => {
     expect(readMounts().some((l) => l.includes('lazystore-shell-'))).toBe(false);
   });
 
+  it('SIGTERM cancels running builds, fails their readers, unmounts and exits 0', async () => {
+    const nap = `600.${process.pid}`; // a unique sleep to find the builder by
+    const { slow } = await freshDrvs({ slow: `sleep ${nap}; mkdir $out` });
+    const { child, stderr } = await startMount(['--state', state, '--drvs', slow!.drvPath, mp]);
+    children.push(child);
+    const reader = run('cat', [join(mp, basename(slow!.out), 'f')]);
+    while (!stderr().includes(`realising ${slow!.out}`) || (await run('pgrep', ['-f', `sleep ${nap}`])).code !== 0) {
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    child.kill('SIGTERM');
+    expect(await exited(child)).toBe(0);
+    expect((await reader).stderr).toMatch(/Input\/output error|not connected/);
+    expect(isMounted(mp)).toBe(false);
+    expect((await run('pgrep', ['-f', `sleep ${nap}`])).code, 'the builder outlived the daemon').toBe(1);
+  });
+
   it('clears a stale mount left by a killed daemon', async () => {
     // a FUSE daemon without auto_unmount, killed with SIGKILL: its mount stays, disconnected
     const script = `const F = require(${JSON.stringify(join(ROOT, 'node_modules/fuse-native'))});
