@@ -24,7 +24,7 @@ export const command: Command = {
 NAR sizes and hashes. --to writes each PATH's closure (valid in the store) as a flat-file
 binary cache that 'nix copy --from file://DIR' accepts.
 
-  --from URL            binary cache to substitute from
+  --from URL            binary cache to substitute from (an absolute path means file://)
   --trusted-key KEY     public key name:base64 (or a file holding keys) whose signatures are
                         trusted; repeatable
   --no-check-sigs       accept unsigned paths (content-addressed paths never need one)
@@ -86,7 +86,7 @@ binary cache that 'nix copy --from file://DIR' accepts.
     if (values.compression !== undefined || values.sign !== undefined) throw new LazyError('CLI_USAGE', '--compression and --sign go with --to');
     const trustedKeys: PublicKey[] = [];
     for (const k of values['trusted-key'] ?? []) trustedKeys.push(...(await loadPublicKeys(k)));
-    const cache = await openBinaryCache(values.from!);
+    const cache = await openBinaryCache(values.from!.startsWith('/') ? `file://${values.from}` : values.from!);
     const subs = new Substituters([cache], { trustedKeys, requireSigs: !values['no-check-sigs'] });
     const result = await copyClosure(store, subs, paths, {
       jobs,
