@@ -50,10 +50,14 @@ function make(path: string, kind: FileKind, executable: boolean, size: number, n
   };
 }
 
-/** Attributes of `path` (mount-relative) from an lstat of its unpacked file. */
+/**
+ * Attributes of `path` (mount-relative) from an lstat of its unpacked file. Files report nlink
+ * 1 whatever the unpacked file's count (builds hard-link inputs for a while): inode numbers are
+ * 32-bit hashes, and tar, cp -a and du would take two colliding files with nlink > 1 for links.
+ */
 export function attrsFromStats(path: string, st: Stats): FuseStat {
   const kind = kindOfMode(st.mode) ?? 'regular';
-  return make(path, kind, (st.mode & 0o111) !== 0, kind === 'directory' ? 0 : st.size, st.nlink, st.blocks);
+  return make(path, kind, (st.mode & 0o111) !== 0, kind === 'directory' ? 0 : st.size, kind === 'directory' ? st.nlink : 1, st.blocks);
 }
 
 /** Attributes for a path not realised yet: only the kind is guessed, size 0. */
