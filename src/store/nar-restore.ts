@@ -3,65 +3,31 @@
  * leaves store paths: files 0444 (0555 when executable), directories 0555, mtime 1 everywhere.
  * Returns the NAR's size and sha256, computed from the same bytes.
  *
- * Safety: entry names are validated by the parser (no `/`, `.`, `..`, NUL), and every entry is
- * created new — files with O_CREAT|O_EXCL|O_NOFOLLOW, directories with mkdir, symlinks with
- * symlink — so nothing is ever written through a symlink or over an existing file.
+ * Safety: entry names are validated by the parser (no `/`, `.`, `..`, NUL, sorted so never
+ * twice), and every entry is created new — files with O_CREAT|O_EXCL|O_NOFOLLOW, directories
+ * with mkdir, symlinks with symlink — so nothing is written through a symlink or over a file.
  *
- * Speed: files are created with their final mode and get their mtime through the open fd, so a
- * small file costs open, write, futimes, close; up to `FILE_WRITES` small files are written at
- * once while parsing continues (the libuv pool does the syscalls in parallel). Directories are
- * created writable and made 0555 + mtime 1 once all their entries exist.
+ * Speed: this thread parses and hashes; a NAR worker thread creates the files with synchronous
+ * calls (see nar-restore-worker.ts), fed batches of operations whose file contents are copied
+ * into the slots of a shared ring. Files get their final mode at creation and mtime through
+ * the open fd; directories are sealed (0555, mtime 1) once all entries exist. Memory: the ring
+ * (RING_SLOTS × SLOT_SIZE) plus the parser's current chunk, whatever the NAR's size.
  *
  * On failure the partial tree is left for the caller to remove (the store restores into tmp/).
  */
 import { createHash } from 'node:crypto';
-import * as fs from 'node:fs';
 import { LazyError, throwIfAborted } from '../errors.js';
 import type { Hash } from '../nix/hash.js';
 import { parseNar, type NarSink } from '../nix/nar-reader.js';
+import type { RestoreOp } from './nar-restore-worker.js';
+import { acquire, newJobId, release, replyError } from './nar-worker-pool.js';
 
-/** Small files written concurrently: 4 libuv threads stay busy with ~4 ops queued each. */
-const FILE_WRITES = 16;
-/** Files up to this size are buffered (copied) and written in the background. */
-const SMALL_FILE = 256 << 10;
-const CREATE = fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL | fs.constants.O_NOFOLLOW;
-
-function ioError(e: unknown, what: string): LazyError {
-  if (e instanceof LazyError) return e;
-  const err = e as NodeJS.ErrnoException;
-  const code = err.code === 'EEXIST' ? 'STORE_RESTORE_EXISTS' : 'STORE_IO';
-  return new LazyError(code, `${what}: ${err.message}`, { cause: e, details: { errno: err.code } });
-}
-
-const call = <T>(f: (cb: (err: NodeJS.ErrnoException | null, v: T) => void) => void): Promise<T> =>
-  new Promise((resolve, reject) => f((err, v) => (err ? reject(err) : resolve(v))));
-
-/** Creates a file with its final mode and contents, mtime 1, through one fd. */
-async function createFile(p: Buffer, mode: number, parts: AsyncIterable<Buffer> | Buffer): Promise<void> {
-  const fd = await call<number>((cb) => fs.open(p, CREATE, mode, cb));
-  try {
-    if (Buffer.isBuffer(parts)) await writeAll(fd, parts);
-    else for await (const c of parts) await writeAll(fd, c);
-    if ((mode & umaskBits) !== 0) await call<void>((cb) => fs.fchmod(fd, mode, cb));
-    await call<void>((cb) => fs.futimes(fd, 1, 1, cb));
-  } finally {
-    await call<void>((cb) => fs.close(fd, cb));
-  }
-}
-
-async function writeAll(fd: number, b: Buffer): Promise<void> {
-  let off = 0;
-  while (off < b.length) off += await call<number>((cb) => fs.write(fd, b, off, b.length - off, null, cb));
-}
-
-/** Bits of 0555 the umask would strip from new files (then they are set with fchmod). */
-const umaskBits = (() => {
-  try {
-    return process.umask() & 0o555;
-  } catch {
-    return 0o555; // inside a worker thread the umask is unknown: always fchmod
-  }
-})();
+/** Bytes of file contents per batch; 1 MiB batches keep message overhead negligible. */
+const SLOT_SIZE = 1 << 20;
+/** Batches in flight: the parser runs ahead of the worker by at most this many MiB. */
+const RING_SLOTS = 4;
+/** Operations per batch, so a NAR of many empty files still streams. */
+const MAX_OPS = 4096;
 
 export async function restoreNar(
   source: AsyncIterable<Uint8Array>,
@@ -77,75 +43,97 @@ export async function restoreNar(
       yield c;
     }
   }
-  const root = Buffer.from(destPath);
-  const slash = Buffer.from('/');
-  const full = (p: string): Buffer => (p === '' ? root : Buffer.concat([root, slash, Buffer.from(p, 'latin1')]));
-  const dirs: Buffer[] = [];
-  const running = new Set<Promise<void>>();
-  let failed: LazyError | undefined;
 
-  /** Runs `task` in the background, at most FILE_WRITES at once; the first failure stops the parse. */
-  const spawn = async (task: () => Promise<void>, what: string): Promise<void> => {
-    while (running.size >= FILE_WRITES) await Promise.race(running);
+  const pw = await acquire(signal);
+  const id = newJobId();
+  const ring = new SharedArrayBuffer(RING_SLOTS * SLOT_SIZE);
+  const ringBuf = Buffer.from(ring);
+  let failed: LazyError | undefined;
+  let finished = false; // the worker has no more state for this job
+  let dead = false;
+  let inflight = 0;
+  let wake: (() => void) | undefined;
+  pw.listener = (m) => {
+    if (m.id !== id) return;
+    if (m.kind === 'ack') inflight--;
+    else if (m.kind === 'error') {
+      failed ??= replyError(m);
+      finished = true;
+    } else if (m.kind === 'done') finished = true;
+    wake?.();
+  };
+  pw.onFail = (e) => {
+    failed ??= new LazyError('STORE_WORKER_FAILED', `NAR worker failed: ${e.message}`, { cause: e });
+    finished = dead = true;
+    wake?.();
+  };
+  const event = (): Promise<void> => new Promise<void>((r) => (wake = r)).then(() => void (wake = undefined));
+  pw.worker.postMessage({ op: 'restore', id, root: destPath, ring, slotSize: SLOT_SIZE });
+
+  let slot = 0;
+  let used = 0;
+  let ops: RestoreOp[] = [];
+  const flush = async (): Promise<void> => {
     if (failed) throw failed;
-    const p: Promise<void> = task().then(
-      () => void running.delete(p),
-      (e: unknown) => {
-        running.delete(p);
-        failed ??= ioError(e, what);
-      },
-    );
-    running.add(p);
+    if (ops.length === 0) return;
+    pw.worker.postMessage({ op: 'restore-batch', id, slot, ops: JSON.stringify(ops) });
+    inflight++;
+    ops = [];
+    used = 0;
+    slot = (slot + 1) % RING_SLOTS;
+    // Acks come in order: with fewer than RING_SLOTS batches out, the next slot is free.
+    while (inflight >= RING_SLOTS && !failed) await event();
+    if (failed) throw failed;
+  };
+  const push = async (op: RestoreOp): Promise<void> => {
+    ops.push(op);
+    if (ops.length >= MAX_OPS) await flush();
   };
 
   const sink: NarSink = {
-    async directory(path) {
-      if (failed) throw failed;
-      const p = full(path);
-      await call<void>((cb) => fs.mkdir(p, 0o755, (e) => cb(e, undefined))).catch((e: unknown) => {
-        throw ioError(e, `creating directory '${p.toString()}'`);
-      });
-      dirs.push(p);
-    },
-    async symlink(path, target) {
-      const p = full(path);
-      await spawn(async () => {
-        await call<void>((cb) => fs.symlink(Buffer.from(target, 'latin1'), p, (e) => cb(e, undefined)));
-        await call<void>((cb) => fs.lutimes(p, 1, 1, cb));
-      }, `creating symlink '${p.toString()}'`);
-    },
+    directory: (path) => push(['d', path]),
+    symlink: (path, target) => push(['l', path, target]),
     async file(path, executable, size, contents) {
-      const p = full(path);
       const mode = executable ? 0o555 : 0o444;
-      if (size > SMALL_FILE) {
-        if (failed) throw failed;
-        await createFile(p, mode, contents).catch((e: unknown) => {
-          throw ioError(e, `writing '${p.toString()}'`);
-        });
+      if (size <= SLOT_SIZE) {
+        if (size > SLOT_SIZE - used) await flush();
+        const off = used;
+        for await (const c of contents) used += c.copy(ringBuf, slot * SLOT_SIZE + used);
+        await push(['f', path, mode, off, size]);
         return;
       }
-      const data = Buffer.allocUnsafe(size);
-      let n = 0;
-      for await (const c of contents) n += c.copy(data, n);
-      await spawn(() => createFile(p, mode, data), `writing '${p.toString()}'`);
+      await push(['o', path, mode]);
+      for await (const c of contents) {
+        let at = 0;
+        while (at < c.length) {
+          if (used === SLOT_SIZE) await flush();
+          const k = c.copy(ringBuf, slot * SLOT_SIZE + used, at, Math.min(c.length, at + SLOT_SIZE - used));
+          ops.push(['w', used, k]);
+          used += k;
+          at += k;
+        }
+      }
+      await push(['c']);
     },
+  };
+
+  const end = async (abort: boolean): Promise<void> => {
+    if (!finished) {
+      pw.worker.postMessage({ op: 'restore-end', id, abort });
+      while (!finished) await event();
+    }
+    if (!dead) release(pw);
   };
 
   let narSize: number;
   try {
     ({ narSize } = await parseNar(hashed(), sink, { signal }));
-  } finally {
-    await Promise.allSettled(running);
+    await flush();
+  } catch (e) {
+    await end(true);
+    throw failed ?? e;
   }
-  if (failed) throw failed;
-  // Entries exist now: seal the directories (order is free: chmod and utimes leave the parent's mtime alone).
-  for (const d of dirs) {
-    await spawn(async () => {
-      await call<void>((cb) => fs.chmod(d, 0o555, cb));
-      await call<void>((cb) => fs.utimes(d, 1, 1, cb));
-    }, `finishing directory '${d.toString()}'`);
-  }
-  await Promise.allSettled(running);
+  await end(false);
   if (failed) throw failed;
   return { narSize, narHash: { algo: 'sha256', digest: hash.digest() } };
 }

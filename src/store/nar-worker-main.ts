@@ -17,14 +17,17 @@
  */
 import type { NarWriter } from '../nix/nar-writer.js';
 import type { RefScanner } from '../nix/refscan.js';
+import type { RestoreMessage, narRestoreHandler } from './nar-restore-worker.js';
 
 export type NarJob =
   | { id: number; op: 'dump'; path: string; ctl: SharedArrayBuffer; chunkSize: number; ring: SharedArrayBuffer }
   | { id: number; op: 'scan'; path: string; ctl: SharedArrayBuffer; chunkSize: number; candidates: string[] }
-  | { id: number; op: 'canonicalise'; path: string; ctl: SharedArrayBuffer; fromUid?: number };
+  | { id: number; op: 'canonicalise'; path: string; ctl: SharedArrayBuffer; fromUid?: number }
+  | RestoreMessage;
 
 export type NarJobReply =
   | { id: number; kind: 'chunk'; slot: number; length: number }
+  | { id: number; kind: 'ack' }
   | { id: number; kind: 'done'; narSize: number; narHash?: Uint8Array; found?: string[] }
   | { id: number; kind: 'error'; code: string; message: string; details: Record<string, unknown> };
 
@@ -32,7 +35,7 @@ export type NarJobReply =
 export const CTL_CREDITS = 0;
 export const CTL_CANCEL = 1;
 
-export function narWorkerMain(NW: typeof NarWriter, RS: typeof RefScanner): void {
+export function narWorkerMain(NW: typeof NarWriter, RS: typeof RefScanner, restoreHandler: typeof narRestoreHandler): void {
   /* eslint-disable @typescript-eslint/no-require-imports */
   const { parentPort } = require('node:worker_threads') as typeof import('node:worker_threads');
   const fs = require('node:fs') as typeof import('node:fs');
@@ -250,7 +253,13 @@ export function narWorkerMain(NW: typeof NarWriter, RS: typeof RefScanner): void
     port.postMessage({ id: job.id, kind: 'done', narSize: 0 } satisfies NarJobReply);
   }
 
+  const restore = restoreHandler((m) => port.postMessage(m));
+
   port.on('message', (job: NarJob) => {
+    if (job.op === 'restore' || job.op === 'restore-batch' || job.op === 'restore-end') {
+      restore(job);
+      return;
+    }
     try {
       if (job.op === 'canonicalise') canonicalise(job);
       else dump(job);

@@ -12,6 +12,7 @@ import { LazyError, abortError } from '../errors.js';
 import { NarWriter } from '../nix/nar-writer.js';
 import { RefScanner } from '../nix/refscan.js';
 import { CTL_CANCEL, CTL_CREDITS, narWorkerMain, type NarJob, type NarJobReply } from './nar-worker-main.js';
+import { narRestoreHandler } from './nar-restore-worker.js';
 
 /** Trees walked at once. Two cores here; more workers only add page-cache contention. */
 export const MAX_NAR_WORKERS = 4;
@@ -22,10 +23,16 @@ export const DUMP_CREDITS = 4;
 /** Working buffer of `scan`, reused: hashing is cheaper per call on larger slices. */
 export const SCAN_CHUNK_SIZE = 256 << 10;
 
-const SOURCE = `"use strict";\nconst NarWriter = ${NarWriter.toString()};\nconst RefScanner = ${RefScanner.toString()};\n(${narWorkerMain.toString()})(NarWriter, RefScanner);\n`;
+const SOURCE = [
+  '"use strict";',
+  `const NarWriter = ${NarWriter.toString()};`,
+  `const RefScanner = ${RefScanner.toString()};`,
+  `const narRestoreHandler = ${narRestoreHandler.toString()};`,
+  `(${narWorkerMain.toString()})(NarWriter, RefScanner, narRestoreHandler);`,
+].join('\n');
 
 type Listener = (m: NarJobReply) => void;
-interface PoolWorker {
+export interface PoolWorker {
   worker: Worker;
   listener?: Listener;
   onFail?: (e: Error) => void;
@@ -35,6 +42,7 @@ const idle: PoolWorker[] = [];
 const waiting: ((w: PoolWorker) => void)[] = [];
 let started = 0;
 let nextId = 1;
+export const newJobId = (): number => nextId++;
 
 function spawn(): PoolWorker {
   const pw: PoolWorker = { worker: new Worker(SOURCE, { eval: true, name: 'lazystore-nar' }) };
@@ -54,14 +62,15 @@ function spawn(): PoolWorker {
   return pw;
 }
 
-async function acquire(signal?: AbortSignal): Promise<PoolWorker> {
+/** A worker for a job of the caller's own protocol (restore); give it back with `release`. */
+export async function acquire(signal?: AbortSignal): Promise<PoolWorker> {
   if (signal?.aborted) throw abortError(signal);
   const pw = idle.pop() ?? (started < MAX_NAR_WORKERS ? spawn() : await new Promise<PoolWorker>((r) => waiting.push(r)));
   pw.worker.ref();
   return pw;
 }
 
-function release(pw: PoolWorker): void {
+export function release(pw: PoolWorker): void {
   pw.listener = undefined;
   pw.onFail = undefined;
   const next = waiting.shift();
@@ -72,7 +81,7 @@ function release(pw: PoolWorker): void {
   }
 }
 
-function replyError(m: Extract<NarJobReply, { kind: 'error' }>): LazyError {
+export function replyError(m: Extract<NarJobReply, { kind: 'error' }>): LazyError {
   return new LazyError(m.code, m.message, { details: m.details });
 }
 
@@ -156,6 +165,7 @@ export async function* streamNarJob(path: string, opts: { signal?: AbortSignal }
       if (m instanceof Error) throw m;
       if (m.kind === 'error') throw m.code === 'ABORTED' ? abortError(signal) : replyError(m);
       if (m.kind === 'done') return;
+      if (m.kind !== 'chunk') continue;
       // Copy the slot out (into memory V8 accounts for, so GC keeps up) and hand the slot back.
       const chunk = Buffer.allocUnsafe(m.length);
       Buffer.from(ring, m.slot * DUMP_CHUNK_SIZE, m.length).copy(chunk);
