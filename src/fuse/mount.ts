@@ -5,6 +5,7 @@
  * (warm stat 309k/s instead of 13.5k/s), `ro`/`use_ino`/`negative_timeout` smuggled in through
  * fsname because fuse-native has no raw option passthrough.
  */
+import { execFile } from 'node:child_process';
 import { promises as fsp } from 'node:fs';
 import { resolve } from 'node:path';
 import { LazyError } from '../errors.js';
@@ -89,9 +90,12 @@ export async function clearStaleMount(mountpoint: string, opts: { log?: (line: s
     }
   }
   opts.log?.(`clearing stale mount at ${mountpoint}`);
-  await new Promise<void>((res, rej) =>
-    Fuse.unmount(mountpoint, (err) => (err ? rej(new LazyError('MOUNT_STALE', `cannot clear stale mount at ${mountpoint}: ${err.message}`)) : res())),
-  );
+  // fuse-native's unmount runs `fusermount -uz`; without fusermount, root can `umount -l`
+  const viaFusermount = await new Promise<Error | null>((res) => Fuse.unmount(mountpoint, res));
+  if (viaFusermount) {
+    const viaUmount = await new Promise<Error | null>((res) => execFile('umount', ['-l', mountpoint], (e) => res(e)));
+    if (viaUmount) throw new LazyError('MOUNT_STALE', `cannot clear stale mount at ${mountpoint}: ${viaFusermount.message}; ${viaUmount.message}`);
+  }
   return true;
 }
 
