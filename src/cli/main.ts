@@ -36,7 +36,8 @@ async function main(argv: string[]): Promise<number> {
   const load = COMMANDS[name];
   if (!load) throw new CliUsageError(`unknown command '${name}' (see 'lazystore --help')`);
   const command = await load();
-  if (rest.includes('--help') || rest.includes('-h')) {
+  const own = rest.includes('--') ? rest.slice(0, rest.indexOf('--')) : rest; // `shell -- cmd --help` runs cmd
+  if (own.includes('--help') || own.includes('-h')) {
     process.stdout.write(command.usage.trimEnd() + '\n');
     return 0;
   }
