@@ -61,6 +61,15 @@ describe('lazystore path-info', () => {
     expect(ours[ours.length - 1]).toBe(dag50);
   });
 
+  it('--all lists every valid path, references first', async () => {
+    const r = lazystore('path-info', '--all');
+    expect(r.code, r.stderr).toBe(0);
+    const listed = r.stdout.trim().split('\n');
+    const store = await LocalStore.open(state);
+    expect([...listed].sort()).toEqual(await store.listValid());
+    expect(listed.indexOf(chain[0]!)).toBeLessThan(listed.indexOf(chain[1]!));
+  });
+
   it('an invalid path: one line on stderr, exit 1', () => {
     const missing = '/nix/store/00000000000000000000000000000000-missing';
     const r = lazystore('path-info', single, missing);
