@@ -243,6 +243,8 @@ export class LocalStore {
   /**
    * Makes `p` invalid and removes its contents. Refuses while another valid path references it.
    * Another process that cached `p` as valid keeps believing so until it reopens the store.
+   * Not excluded: another process registering a new referrer of `p` during the delete (Nix
+   * prevents that with a global GC lock; here `verify` would report the dangling reference).
    */
   async delete(p: StorePath, opts: Signal = {}): Promise<void> {
     const release = await this.locks.acquire(hashPart(p), opts);
