@@ -60,6 +60,26 @@ export class ByteReader {
     return b;
   }
 
+  /** Skips `n` bytes already made available. */
+  skip(n: number): void {
+    this.pos += n;
+    this.offset += n;
+  }
+
+  /** Peeks at buffered bytes without consuming them (`k + 4 <= available`). */
+  u32At(k: number): number {
+    return this.buf.readUInt32LE(this.pos + k);
+  }
+
+  byteAt(k: number): number {
+    return this.buf[this.pos + k]!;
+  }
+
+  /** The next `n` bytes when already buffered, without a copy; undefined if not. */
+  takeIfBuffered(n: number): Buffer | undefined {
+    return this.available >= n ? this.take(n) : undefined;
+  }
+
   /** Yields the next `n` bytes as views of the source's chunks. */
   async *stream(n: number, what: string): AsyncGenerator<Buffer> {
     let left = n;

@@ -18,12 +18,12 @@
 import { createHash } from 'node:crypto';
 import { LazyError, throwIfAborted } from '../errors.js';
 import type { Hash } from '../nix/hash.js';
-import { parseNar, type NarSink } from '../nix/nar-reader.js';
+import { SMALL_FILE, parseNar, type NarSink } from '../nix/nar-reader.js';
 import type { RestoreOp } from './nar-restore-worker.js';
 import { acquire, newJobId, release, replyError } from './nar-worker-pool.js';
 
-/** Bytes of file contents per batch; 1 MiB batches keep message overhead negligible. */
-const SLOT_SIZE = 1 << 20;
+/** Bytes of file contents per batch (1 MiB keeps message overhead negligible); a `fileData` file fits in one. */
+const SLOT_SIZE = Math.max(1 << 20, SMALL_FILE);
 /** Batches in flight: the parser runs ahead of the worker by at most this many MiB. */
 const RING_SLOTS = 4;
 /** Operations per batch, so a NAR of many empty files still streams. */
@@ -85,14 +85,20 @@ export async function restoreNar(
     while (inflight >= RING_SLOTS && !failed) await event();
     if (failed) throw failed;
   };
-  const push = async (op: RestoreOp): Promise<void> => {
-    ops.push(op);
-    if (ops.length >= MAX_OPS) await flush();
-  };
 
+  const push = (op: RestoreOp): void | Promise<void> => {
+    ops.push(op);
+    if (ops.length >= MAX_OPS) return flush();
+  };
   const sink: NarSink = {
     directory: (path) => push(['d', path]),
     symlink: (path, target) => push(['l', path, target]),
+    fileData(path, executable, data) {
+      if (data.length > SLOT_SIZE - used) return flush().then(() => sink.fileData!(path, executable, data, 0));
+      const off = used;
+      used += data.copy(ringBuf, slot * SLOT_SIZE + used);
+      return push(['f', path, executable ? 0o555 : 0o444, off, data.length]);
+    },
     async file(path, executable, size, contents) {
       const mode = executable ? 0o555 : 0o444;
       if (size <= SLOT_SIZE) {
