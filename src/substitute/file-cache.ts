@@ -34,6 +34,7 @@ export class FileTransport implements CacheTransport {
       }
       return fh.createReadStream({ highWaterMark: READ_CHUNK, signal: opts.signal });
     } catch (e) {
+      throwIfAborted(opts.signal);
       if (isNotFound(e)) return undefined;
       throw new LazyError('SUBST_IO', `cannot read ${this.url}/${rel}: ${(e as Error).message}`, { cause: e });
     }
@@ -43,8 +44,8 @@ export class FileTransport implements CacheTransport {
     try {
       return await readFile(join(this.dir, rel), { encoding: 'utf8', signal: opts.signal });
     } catch (e) {
+      throwIfAborted(opts.signal);
       if (isNotFound(e)) return undefined;
-      if ((e as { name?: string }).name === 'AbortError') throwIfAborted(opts.signal);
       throw new LazyError('SUBST_IO', `cannot read ${this.url}/${rel}: ${(e as Error).message}`, { cause: e });
     }
   }

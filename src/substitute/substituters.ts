@@ -3,7 +3,7 @@
  * store verified — signature (or content address), NarSize and NarHash while streaming — so
  * that nothing unverified or partial is ever registered.
  */
-import { LazyError, isLazyError, throwIfAborted } from '../errors.js';
+import { LazyError, abortError, isLazyError, throwIfAborted } from '../errors.js';
 import { countValidSigs, type NarInfo } from '../nix/narinfo.js';
 import type { PublicKey } from '../nix/signing.js';
 import { parseStoreBaseName, type StorePath } from '../nix/store-path.js';
@@ -122,7 +122,7 @@ export class Substituters {
       } catch (caught) {
         // A failing download or decompressor is the real cause, whatever the NAR reader made of it.
         const e = watch.error ?? caught;
-        if (signal?.aborted) throw e;
+        if (signal?.aborted) throw abortError(signal);
         if (isLazyError(e) && e.details.transient === true && attempt < this.importAttempts) continue;
         // A broken copy: forget the narinfo so a fixed cache is seen without waiting for the TTL.
         if (isLazyError(e) && e.code !== 'ABORTED') cache.forget(info.storePath);
