@@ -31,6 +31,7 @@ import { narInfoFile, storeLayout, type StoreLayout } from './store-layout.js';
 import { StoreLocks } from './store-lock.js';
 import { recoverStore, type RecoveryReport } from './store-recovery.js';
 import { importDirectory, importNar, type DirectoryImport, type NarExpectation } from './store-import.js';
+import { registerAll } from './register-all.js';
 import { testPause } from './test-pause.js';
 
 export type { DirectoryImport, NarExpectation } from './store-import.js';
@@ -214,20 +215,7 @@ export class LocalStore {
    * the batch (STORE_REFERENCE_INVALID otherwise, before anything is registered).
    */
   async registerAll(entries: readonly { tmpPath: string; info: PathInfo }[], opts: Signal = {}): Promise<PathInfo[]> {
-    const batch = new Map(entries.map((e) => [e.info.path, e]));
-    for (const { info } of entries) {
-      for (const ref of info.references) {
-        if (ref !== info.path && !batch.has(ref) && !(await this.isValid(ref, opts))) {
-          throw new LazyError('STORE_REFERENCE_INVALID', `cannot register '${info.path}': its reference '${ref}' is not valid`, {
-            details: { path: info.path, reference: ref },
-          });
-        }
-      }
-    }
-    const order = await closureOf(batch.keys(), async (p) => batch.get(p)?.info.references.filter((r) => batch.has(r)) ?? [], opts);
-    const out = new Map<StorePath, PathInfo>();
-    for (const p of order) out.set(p, await this.register(batch.get(p)!.tmpPath, batch.get(p)!.info, opts));
-    return entries.map((e) => out.get(e.info.path)!);
+    return registerAll(this, entries, opts);
   }
 
   /** Restores a NAR stream as `expected.path`, checking NarSize/NarHash on the way; see store-import.ts. */
