@@ -1,7 +1,7 @@
 /**
  * The README and docs/USAGE.md document exactly the commands that exist: every command in
  * `lazystore --help` has a row in the README's table and a section in USAGE.md, and neither
- * names a command the CLI does not have. Runs the compiled CLI (npm test builds it first).
+ * names a command the CLI does not have; CONFIGURATION.md names every option. Runs the compiled CLI (npm test builds it first).
  */
 import { describe, expect, it } from 'vitest';
 import { execFileSync } from 'node:child_process';
@@ -27,6 +27,19 @@ describe('documentation matches the CLI', () => {
     const usageSections = [...usage.matchAll(/^### `lazystore ([a-z][a-z-]*)/gm)].map((m) => m[1]!);
     expect([...new Set(readmeRows)].sort()).toEqual([...cmds].sort());
     expect([...new Set(usageSections)].sort()).toEqual([...cmds].sort());
+  });
+
+  it('CONFIGURATION.md names every option each command lists in its --help', () => {
+    const config = readFileSync(join(root, 'docs/CONFIGURATION.md'), 'utf8');
+    const missing: string[] = [];
+    for (const cmd of commands()) {
+      const help = execFileSync(process.execPath, [cli, cmd, '--help'], { encoding: 'utf8' });
+      // option lines: "  --flag …" or "  -x, --flag …"
+      for (const m of help.matchAll(/^\s+(?:-[a-zA-Z], )?--([a-z][a-z-]*)/gm)) {
+        if (!config.includes(`--${m[1]}`)) missing.push(`${cmd} --${m[1]}`);
+      }
+    }
+    expect(missing).toEqual([]);
   });
 
   it('every docs/*.md link in the README points at a file', () => {
