@@ -191,7 +191,9 @@ export class LocalStore {
       const dest = this.realPath(info.path);
       await testPause('register:before-rename');
       // Holding the lock with no narinfo, anything at dest is a dead registration's leftover.
-      await moveTree(tmpPath, dest, { replace: true });
+      await moveTree(tmpPath, dest, { replace: true }).catch((e: unknown) => {
+        throw ioError(e, `cannot move '${tmpPath}' into the store as '${dest}'`, info.path);
+      });
       const draft = join(this.layout.tmpDir, `${ownerToken()}.${this.tempCounter++}-narinfo-${hash}`);
       try {
         await testPause('register:after-rename');
@@ -201,7 +203,7 @@ export class LocalStore {
       } catch (e) {
         await removeTree(dest).catch(() => undefined);
         await unlink(draft).catch(() => undefined);
-        throw e;
+        throw ioError(e, `cannot write the metadata of '${info.path}'`, info.path);
       }
     } finally {
       await release();
@@ -295,4 +297,11 @@ export class LocalStore {
       });
     }
   }
+}
+
+/** Node's errno errors as LazyError('STORE_IO'), keeping the errno code in details. */
+function ioError(e: unknown, what: string, path: StorePath): unknown {
+  if (e instanceof LazyError) return e;
+  const errno = (e as NodeJS.ErrnoException).code;
+  return new LazyError('STORE_IO', `${what}: ${(e as Error).message}`, { cause: e, details: { path, errno } });
 }

@@ -4,7 +4,7 @@
  * modes and mtime as they are written — verify, then `register`. On any failure nothing is
  * left behind: the scratch directory is removed and the path stays invalid.
  */
-import { LazyError, isLazyError } from '../errors.js';
+import { LazyError, abortError, isLazyError } from '../errors.js';
 import { StreamingHash, formatHash, hashEquals, type Hash, type HashAlgo } from '../nix/hash.js';
 import { RefScanner } from '../nix/refscan.js';
 import { checkStoreName, hashPart, makeFixedOutputPath, nameOf, type StorePath } from '../nix/store-path.js';
@@ -70,7 +70,7 @@ export async function importNar(
       const ca = parseContentAddress(expected.ca);
       if (ca.method === 'recursive' && ca.hash.algo !== 'sha256') algos.add(ca.hash.algo);
     }
-    const tap = new NarTap(path, expected.narSize, algos);
+    const tap = new NarTap(path, expected.narSize, algos, undefined, opts.signal);
     const restored = await withPath(path, restoreNar(tap.wrap(source), dest, opts), tap);
     const narHashes = tap.hashes(restored.narHash);
     if (expected.narSize !== undefined && restored.narSize !== expected.narSize) {
@@ -121,7 +121,7 @@ export async function importDirectory(store: LocalStore, srcPath: string, opts: 
   const scanner = new RefScanner(candidates.keys());
   const dest = store.tempPath(`import-${name}`);
   try {
-    const tap = new NarTap(opts.path ?? name, undefined, new Set(), scanner);
+    const tap = new NarTap(opts.path ?? name, undefined, new Set(), scanner, signal);
     const restored = await withPath(opts.path ?? srcPath, restoreNar(tap.wrap(dumpPath(srcPath, { signal })), dest, { signal }), tap);
     const references = [...scanner.found()].map((h) => candidates.get(h)!).sort();
     const recursive = { method: 'recursive' as const, hash: restored.narHash };
@@ -169,6 +169,7 @@ class NarTap {
     private readonly limit: number | undefined,
     algos: Set<HashAlgo>,
     private readonly scanner?: RefScanner,
+    private readonly signal?: AbortSignal,
   ) {
     this.extra = new Map([...algos].map((a) => [a, new StreamingHash(a)]));
   }
@@ -178,6 +179,10 @@ class NarTap {
 
   async *wrap(source: AsyncIterable<Uint8Array>): AsyncGenerator<Buffer> {
     for await (const chunk of source) {
+      if (this.signal?.aborted) {
+        this.failure = abortError(this.signal);
+        throw this.failure;
+      }
       this.size += chunk.length;
       if (this.limit !== undefined && this.size > this.limit) {
         this.failure = sizeMismatch(this.what, this.limit, this.size, true);

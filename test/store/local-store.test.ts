@@ -185,6 +185,27 @@ describe('addFromNar refuses bad NARs and leaves nothing behind', () => {
     expectNothingLeft();
   });
 
+  it('an abort in the middle of the stream: ABORTED, nothing left behind', async () => {
+    const ac = new AbortController();
+    async function* slow(): AsyncGenerator<Buffer> {
+      for await (const chunk of nixDump(p)) {
+        for (let i = 0; i < chunk.length; i += 256) {
+          if (i >= 512) ac.abort();
+          yield chunk.subarray(i, i + 256);
+        }
+      }
+    }
+    await expectRejects(store.addFromNar(slow(), expectedInfo(p), { signal: ac.signal }), 'ABORTED');
+    expect(await store.isValid(p)).toBe(false);
+    expectNothingLeft();
+  });
+
+  it('register of a missing source: STORE_IO naming the path', async () => {
+    const e = await expectRejects(store.register(join(store.layout.tmpDir, 'nothing-here'), expectedInfo(p)), 'STORE_IO');
+    expect(e.message).toContain(store.realPath(p));
+    expectNothingLeft();
+  });
+
   it('a content address that does not match the contents is refused', async () => {
     const fod = parseStorePath(pathsOfLabel('fod.flat')[0]!);
     const other = expectedInfo(parseStorePath(pathsOfLabel('fod.recursive')[0]!)).ca!;
