@@ -15,7 +15,7 @@ import { scanPath } from './scan-path.js';
 export interface VerifyProblem {
   /** The store path, or the narinfo file when it could not be read. */
   path: string;
-  kind: 'bad-info' | 'missing' | 'modified' | 'invalid-reference';
+  kind: 'bad-info' | 'missing' | 'modified' | 'not-canonical' | 'invalid-reference';
   message: string;
 }
 
@@ -60,6 +60,10 @@ export async function verifyStore(
       }
     }
     if (opts.checkContents) {
+      const odd = await firstNonCanonical(real, '');
+      if (odd !== undefined) {
+        report({ path: p, kind: 'not-canonical', message: `path '${p}' has non-canonical metadata at '${odd.at || '.'}': ${odd.why}` });
+      }
       const actual = await scanPath(real, { signal });
       if (!hashEquals(actual.narHash, info.narHash) || actual.narSize !== info.narSize) {
         report({
@@ -71,4 +75,23 @@ export async function verifyStore(
     }
   }
   return { checked, problems };
+}
+
+/**
+ * The first entry that is not as canonicalisation left it (mtime 1 s; files 0444/0555;
+ * directories 0555): the unpacked tree is what builders and the mount serve, so a stray chmod
+ * or touch would show even where the NAR hash (which records only the executable bit) cannot.
+ */
+async function firstNonCanonical(fsPath: string, at: string): Promise<{ at: string; why: string } | undefined> {
+  const st = await lstat(fsPath);
+  if (st.isSymbolicLink()) return undefined;
+  const mode = st.mode & 0o7777;
+  if (st.mtimeMs !== 1000) return { at, why: `mtime ${st.mtimeMs / 1000}, not 1` };
+  if (st.isDirectory() ? mode !== 0o555 : mode !== 0o444 && mode !== 0o555) return { at, why: `mode ${mode.toString(8).padStart(4, '0')}` };
+  if (!st.isDirectory()) return undefined;
+  for (const name of (await readdir(fsPath)).sort()) {
+    const odd = await firstNonCanonical(join(fsPath, name), at === '' ? name : `${at}/${name}`);
+    if (odd) return odd;
+  }
+  return undefined;
 }

@@ -3,7 +3,7 @@
  * state directory filled from the host store, compared with what real Nix prints.
  */
 import { spawnSync } from 'node:child_process';
-import { chmodSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { chmodSync, readFileSync, renameSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseStorePath } from '../../src/nix/store-path.js';
@@ -93,6 +93,7 @@ describe('lazystore verify', () => {
     writeFileSync(file, Buffer.concat([before, Buffer.from('tampered\n')]));
     chmodSync(file, 0o444);
     chmodSync(dir, 0o555);
+    utimesSync(file, 1, 1); // canonical again: only the contents differ
 
     r = lazystore('verify');
     expect(r.code, r.stderr).toBe(0); // existence only: the change is not seen
@@ -108,12 +109,17 @@ describe('lazystore verify', () => {
     expect(r.stderr).toContain(`path '${fods[0]}' disappeared`);
     renameSync(`${gone}.moved`, gone);
 
-    // Put the file back: the store verifies clean again.
+    // Put the contents back but leave the file writable: same NAR hash, not canonical.
     chmodSync(dir, 0o755);
     chmodSync(file, 0o644);
     writeFileSync(file, before);
-    chmodSync(file, 0o444);
     chmodSync(dir, 0o555);
+    utimesSync(file, 1, 1);
+    r = lazystore('verify', '--check-contents');
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain(`path '${single}' has non-canonical metadata at 'share/doc/README': mode 0644`);
+    expect(r.stderr).not.toContain('was modified');
+    chmodSync(file, 0o444);
     expect((await verifyStore(store, { checkContents: true })).problems).toEqual([]);
   });
 });
