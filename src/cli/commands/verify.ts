@@ -15,7 +15,8 @@ Checks every valid path: its contents exist and its references are valid. Each p
 printed on stderr; the exit code is 1 if there was any. Opening the store first removes what
 crashed writers left behind (reported on stderr).
 
-  --check-contents  also re-hash each path's NAR and compare it with the recorded NarHash
+  --check-contents  also re-hash each path's NAR and compare it with the recorded NarHash,
+                    and check the unpacked tree is canonical (mtime 1, modes 0444/0555)
   --state DIR       state directory (default: $LAZYSTORE_STATE, /var/lib/lazystore as root,
                     else $XDG_DATA_HOME/lazystore)
 `,
