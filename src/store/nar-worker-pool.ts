@@ -3,9 +3,12 @@
  * idle (unref'd, so they never keep the process alive) for the next job: starting a worker costs
  * ~30 ms, a scan of a small build output well under 1 ms.
  *
- * `MAX_NAR_WORKERS` bounds how many trees are walked at once; more jobs queue. Each running job
- * holds its worker until the worker says it is done (also after a cancel), so a cancelled job's
- * worker is never handed out while it is still walking.
+ * Every job gets a worker at once (a new one when none is idle): jobs can hold a worker for as
+ * long as their consumer or source takes (a restore fed by a download, a dump streamed to a slow
+ * client), and one job may need a second (restoring a dump), so a hard cap could deadlock.
+ * Callers bound their own concurrency (builds, substitutions). At most `MAX_IDLE_WORKERS` are
+ * kept; extras exit when released. Each running job holds its worker until the worker says it
+ * is done (also after a cancel), so a cancelled job's worker is never handed out mid-walk.
  */
 import { Worker } from 'node:worker_threads';
 import { LazyError, abortError } from '../errors.js';
@@ -14,8 +17,8 @@ import { RefScanner } from '../nix/refscan.js';
 import { CTL_CANCEL, CTL_CREDITS, narWorkerMain, type NarJob, type NarJobReply } from './nar-worker-main.js';
 import { narRestoreHandler } from './nar-restore-worker.js';
 
-/** Trees walked at once. Two cores here; more workers only add page-cache contention. */
-export const MAX_NAR_WORKERS = 4;
+/** Idle workers kept for the next jobs (~10 MiB each). */
+export const MAX_IDLE_WORKERS = 4;
 /** Transfer unit of `dump`: one postMessage per MiB keeps message overhead under 1%. */
 export const DUMP_CHUNK_SIZE = 1 << 20;
 /** Chunks a `dump` may have in flight before the worker waits for the consumer (memory bound). */
@@ -39,20 +42,16 @@ export interface PoolWorker {
 }
 
 const idle: PoolWorker[] = [];
-const waiting: ((w: PoolWorker) => void)[] = [];
-let started = 0;
 let nextId = 1;
 export const newJobId = (): number => nextId++;
 
 function spawn(): PoolWorker {
   const pw: PoolWorker = { worker: new Worker(SOURCE, { eval: true, name: 'lazystore-nar' }) };
-  started++;
   pw.worker.on('message', (m: NarJobReply) => pw.listener?.(m));
   let dead = false;
   const fail = (e: Error): void => {
     if (dead) return;
     dead = true;
-    started--;
     const i = idle.indexOf(pw);
     if (i >= 0) idle.splice(i, 1);
     pw.onFail?.(e);
@@ -65,7 +64,7 @@ function spawn(): PoolWorker {
 /** A worker for a job of the caller's own protocol (restore); give it back with `release`. */
 export async function acquire(signal?: AbortSignal): Promise<PoolWorker> {
   if (signal?.aborted) throw abortError(signal);
-  const pw = idle.pop() ?? (started < MAX_NAR_WORKERS ? spawn() : await new Promise<PoolWorker>((r) => waiting.push(r)));
+  const pw = idle.pop() ?? spawn();
   pw.worker.ref();
   return pw;
 }
@@ -73,12 +72,9 @@ export async function acquire(signal?: AbortSignal): Promise<PoolWorker> {
 export function release(pw: PoolWorker): void {
   pw.listener = undefined;
   pw.onFail = undefined;
-  const next = waiting.shift();
-  if (next) next(pw);
-  else {
-    pw.worker.unref();
-    idle.push(pw);
-  }
+  pw.worker.unref();
+  if (idle.length < MAX_IDLE_WORKERS) idle.push(pw);
+  else void pw.worker.terminate();
 }
 
 export function replyError(m: Extract<NarJobReply, { kind: 'error' }>): LazyError {

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createHash } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { tmpdir } from 'node:os';
 import { dumpPath } from '../../src/store/nar-dump.js';
@@ -78,5 +78,17 @@ describe('dumpPath', () => {
     expect(isLazyError(e, 'ABORTED')).toBe(true);
     const again = await Promise.all([1, 2, 3, 4, 5, 6].map(() => collect(dumpPath(root))));
     for (const b of again) expect(b.equals(nixDump(root))).toBe(true);
+  });
+});
+
+describe('NAR worker pool', () => {
+  it('never deadlocks when many jobs each hold a worker and need another (restore of a dump)', async () => {
+    const { restoreNar } = await import('../../src/store/nar-restore.js');
+    const src = existsSync(join(tmp, 'odd')) ? join(tmp, 'odd') : makeOddTree(join(tmp, 'odd'));
+    const want = nixDump(src);
+    // 10 restores fed by dumps at once: 20 workers busy together, more than are ever kept idle.
+    const dests = Array.from({ length: 10 }, (_, i) => join(tmp, `pool-${i}`));
+    await Promise.all(dests.map((d) => restoreNar(dumpPath(src), d)));
+    for (const d of dests) expect(nixDump(d).equals(want)).toBe(true);
   });
 });
