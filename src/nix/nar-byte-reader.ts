@@ -95,4 +95,14 @@ export class ByteReader {
   async atEnd(): Promise<boolean> {
     return this.available === 0 && !(await this.pull());
   }
+
+  /**
+   * Lets go of the source when parsing stops early (a malformed NAR): its `finally` runs, so an
+   * HTTP body's stall timer or a decompressor process does not outlive the failed parse.
+   */
+  release(): void {
+    if (this.done) return;
+    this.done = true;
+    void this.it.return?.()?.catch(() => undefined);
+  }
 }

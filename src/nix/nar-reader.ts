@@ -277,6 +277,11 @@ function printable(s: string): string {
 
 /** Parses a whole NAR from `source`, feeding `sink`; resolves with the NAR's size in bytes. */
 export async function parseNar(source: AsyncIterable<Uint8Array>, sink: NarSink, opts: { signal?: AbortSignal } = {}): Promise<{ narSize: number }> {
-  const narSize = await new NarParser(new ByteReader(source), sink, opts.signal).run();
-  return { narSize };
+  const reader = new ByteReader(source);
+  try {
+    return { narSize: await new NarParser(reader, sink, opts.signal).run() };
+  } catch (e) {
+    reader.release();
+    throw e;
+  }
 }
