@@ -55,7 +55,7 @@ export async function startHostileCache(): Promise<HostileCache> {
       return undefined;
     }
     const info = parseNarInfo(text);
-    let nar = readFileSync(join(CACHE, info.url));
+    let nar: Buffer = readFileSync(join(CACHE, info.url));
     const fault = faults.get(hash) ?? 'ok';
     if (fault === 'traversal') nar = traversalNar();
     info.url = `nar/${hash}.nar`;
