@@ -9,11 +9,11 @@
 import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { throwIfAborted } from '../errors.js';
-import { ownerAlive, ownerOf } from './process-owner.js';
+import { ownerAlive, ownerOf, ownerToken } from './process-owner.js';
 import { removeTree } from './remove-tree.js';
 import { narInfoFile, type StoreLayout } from './store-layout.js';
 import type { StoreLocks } from './store-lock.js';
-import { existsSync } from 'node:fs';
+import { existsSync, lstatSync, renameSync } from 'node:fs';
 
 export interface RecoveryReport {
   /** Scratch entries of dead processes that were removed. */
@@ -32,11 +32,21 @@ export async function recoverStore(
   opts: { signal?: AbortSignal } = {},
 ): Promise<RecoveryReport> {
   const report: RecoveryReport = { removedTemp: [], removedInvalid: [], missingContents: [] };
+  let claims = 0;
   for (const name of await readdir(layout.tmpDir)) {
     throwIfAborted(opts.signal);
     const owner = ownerOf(name);
     if (owner === undefined || ownerAlive(owner)) continue;
-    await removeTree(join(layout.tmpDir, name));
+    // Claim the entry by renaming it to a name of ours, so a process recovering at the same
+    // time skips it (a live owner) instead of removing the same tree under our feet.
+    const claimed = join(layout.tmpDir, `${ownerToken()}.reclaim${claims++}`);
+    try {
+      renameSync(join(layout.tmpDir, name), claimed);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') continue; // another process claimed it
+      throw e;
+    }
+    await removeTree(claimed);
     report.removedTemp.push(name);
   }
   const infos = new Set((await readdir(layout.infoDir)).filter((n) => n.endsWith('.narinfo')).map((n) => n.slice(0, -8)));
@@ -50,7 +60,7 @@ export async function recoverStore(
     const release = await locks.tryAcquire(hash);
     if (release === undefined) continue; // being registered right now by a live process
     try {
-      if (!existsSync(narInfoFile(layout, hash))) {
+      if (!existsSync(narInfoFile(layout, hash)) && existsEntry(join(layout.storeDir, name))) {
         await removeTree(join(layout.storeDir, name));
         report.removedInvalid.push(name);
       }
@@ -60,4 +70,14 @@ export async function recoverStore(
   }
   for (const hash of infos) if (!present.has(hash)) report.missingContents.push(hash);
   return report;
+}
+
+/** Like existsSync, but true for a dangling symlink too (a store path may be one). */
+function existsEntry(p: string): boolean {
+  try {
+    lstatSync(p);
+    return true;
+  } catch {
+    return false;
+  }
 }

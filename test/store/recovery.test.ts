@@ -83,6 +83,37 @@ describe('recovery at open', () => {
   });
 });
 
+describe('recovery by several processes at once', () => {
+  it('4 processes opening one store full of leftovers all succeed, and every leftover is gone', async () => {
+    const state = join(work, 'many-openers');
+    const store = await LocalStore.open(state);
+    const dead = `${deadPid()}.777`;
+    for (let i = 0; i < 30; i++) {
+      const t = join(store.layout.tmpDir, `${dead}.${i}-nar-x${i}`);
+      mkdirSync(join(t, 'a', 'b'), { recursive: true });
+      writeFileSync(join(t, 'a', 'b', 'f'), 'x');
+      chmodSync(join(t, 'a', 'b'), 0o555);
+      const base = `${String(i).padStart(32, '0').replace(/[eotu]/g, '0')}-leftover${i}`;
+      mkdirSync(join(store.layout.storeDir, base, 'sub'), { recursive: true });
+      chmodSync(join(store.layout.storeDir, base), 0o555);
+    }
+    const children = [0, 1, 2, 3].map(() => startStoreChild(dist, { op: 'open', state }));
+    const removed = { temp: 0, invalid: 0 };
+    for (const c of children) {
+      const r = await c.done;
+      expect(r.code, r.stderr).toBe(0);
+      const rec = JSON.parse(r.stdout) as { removedTemp: string[]; removedInvalid: string[] };
+      removed.temp += rec.removedTemp.length;
+      removed.invalid += rec.removedInvalid.length;
+    }
+    expect(readdirSync(store.layout.tmpDir)).toEqual([]);
+    expect(readdirSync(store.layout.storeDir)).toEqual([]);
+    // Each leftover is reported once, by the process that removed it.
+    expect(removed.temp).toBe(30);
+    expect(removed.invalid).toBe(30);
+  });
+});
+
 describe('a writer SIGKILLed in the middle of adding a path', () => {
   for (const point of ['import:restored', 'register:before-rename', 'register:after-rename', 'register:before-commit']) {
     it(`killed at ${point}: after reopening, the path is invalid, no trace is left, and it can be added again`, async () => {
