@@ -75,6 +75,7 @@ export async function restoreNar(
   let ops: RestoreOp[] = [];
   const flush = async (): Promise<void> => {
     if (failed) throw failed;
+    throwIfAborted(signal); // once per MiB, so a huge file's contents stop too
     if (ops.length === 0) return;
     pw.worker.postMessage({ op: 'restore-batch', id, slot, ops: JSON.stringify(ops) });
     inflight++;

@@ -93,6 +93,22 @@ describe('restoreNar', () => {
     expect(readFileSync(join(dest, 'big.bin')).equals(readFileSync(join(src, 'big.bin')))).toBe(true);
   });
 
+  it('stops when aborted, even inside a large file, and the worker pool keeps working', async () => {
+    const nar = encodeNar({ type: 'directory', entries: { big: { type: 'regular', contents: Buffer.alloc(8 << 20, 1) } } });
+    const ac = new AbortController();
+    async function* slow(): AsyncGenerator<Buffer> {
+      for (let i = 0; i < nar.length; i += 1 << 20) {
+        if (i >= 3 << 20) ac.abort();
+        yield nar.subarray(i, i + (1 << 20));
+      }
+    }
+    const e = await restoreNar(slow(), fresh(), { signal: ac.signal }).catch((x: unknown) => x);
+    expect(isLazyError(e, 'ABORTED'), String(e)).toBe(true);
+    const dest = fresh();
+    await restoreNar(chunked(nar), dest);
+    expect(nixDump(dest).equals(nar)).toBe(true);
+  });
+
   it('refuses an existing destination, and never writes outside it', async () => {
     const dest = fresh();
     mkdirSync(dest);
