@@ -1,0 +1,137 @@
+/**
+ * Load through a real mount: 1,000 concurrent readers (separate `cat` processes) spread over
+ * 100 unbuilt paths that share 10 unbuilt inputs, served by a `lazystore mount` process with
+ * --max-jobs 4. Every derivation is built exactly once (the daemon logs one line per build),
+ * the number of live sandboxes sampled every 20 ms never exceeds 4, every reader gets the
+ * exact bytes, and the daemon's peak RSS (VmHWM) is reported. LOAD_READERS/LOAD_PATHS scale it.
+ */
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { existsSync, readFileSync, readdirSync } from 'node:fs';
+import { mkdtemp, rm, rmdir, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { basename, join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { parseStorePath } from '../../src/nix/store-path.js';
+import { FIXTURES } from '../helpers/fixtures.js';
+import { HAVE_FUSE, isMounted, run } from '../fuse/mount-helpers.js';
+
+const CLI = join(import.meta.dirname, '../../dist/src/cli/main.js');
+const READERS = Number(process.env.LOAD_READERS ?? 1000);
+const PATHS = Number(process.env.LOAD_PATHS ?? 100);
+const SHARED = 10;
+const MAX_JOBS = 4;
+
+/** Instantiates SHARED bases and PATHS tops (top i reads bases i%SHARED and (i+1)%SHARED). */
+async function instantiateGraph(dir: string): Promise<{ drvs: string[]; outs: Map<string, string> }> {
+  const salt = `load-${process.pid}-${Date.now()}`;
+  const file = join(dir, 'load.nix');
+  await writeFile(
+    file,
+    `let lib = import ${join(FIXTURES, 'nix', 'lib.nix')} { salt = "${salt}"; };
+  base = builtins.genList (j: lib.mk { name = "load-base-\${toString j}"; script = "sleep 0.2; echo base \${toString j} > $out"; }) ${SHARED};
+  top = builtins.genList (i: lib.mk {
+    name = "load-top-\${toString i}";
+    a = builtins.elemAt base (lib.mod i ${SHARED});
+    b = builtins.elemAt base (lib.mod (i + 1) ${SHARED});
+    script = "sleep 0.1; cat $a $b > $out; echo top \${toString i} >> $out";
+  }) ${PATHS};
+in top
+`,
+  );
+  const inst = spawnSync('nix-instantiate', [file], { encoding: 'utf8', maxBuffer: 64 << 20 });
+  if (inst.status !== 0) throw new Error(inst.stderr);
+  const drvs = inst.stdout.trim().split('\n');
+  const show = spawnSync('nix', ['--extra-experimental-features', 'nix-command', 'show-derivation', ...drvs], { encoding: 'utf8', maxBuffer: 64 << 20 });
+  const json = JSON.parse(show.stdout) as Record<string, { outputs: { out: { path: string } } }>;
+  return { drvs, outs: new Map(drvs.map((d) => [d, json[d]!.outputs.out.path])) };
+}
+
+function liveSandboxes(daemonPid: number): number {
+  let n = 0;
+  for (const pid of readdirSync('/proc').filter((p) => /^\d+$/.test(p))) {
+    try {
+      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      if (Number(fields[1]) === daemonPid && stat.includes('(bwrap)')) n++;
+    } catch {
+      // exited
+    }
+  }
+  return n;
+}
+
+function peakRssMiB(pid: number): number {
+  const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return m ? Number(m[1]) / 1024 : NaN;
+}
+
+describe.skipIf(!HAVE_FUSE)('load through a real mount', () => {
+  let state = '';
+  let mp = '';
+  let work = '';
+  let daemon: ChildProcess | undefined;
+  afterAll(async () => {
+    if (daemon && daemon.exitCode === null) daemon.kill('SIGKILL');
+    if (mp && isMounted(mp)) spawnSync('fusermount', ['-u', '-z', mp]);
+    if (mp) await rmdir(mp).catch(() => {});
+    for (const d of [state, work]) if (d) await rm(d, { recursive: true, force: true });
+  });
+
+  it(`${READERS} readers over ${PATHS} unbuilt paths sharing ${SHARED} unbuilt inputs: each built once, --max-jobs held, right bytes`, async () => {
+    expect(existsSync(CLI), `${CLI} missing: run 'npm run build' (npm test does)`).toBe(true);
+    state = await mkdtemp(join(tmpdir(), 'lazystore-load-state-'));
+    mp = await mkdtemp(join(tmpdir(), 'lazystore-load-mp-'));
+    work = await mkdtemp(join(tmpdir(), 'lazystore-load-'));
+    const { drvs, outs } = await instantiateGraph(work);
+    expect(drvs).toHaveLength(PATHS);
+
+    const args = ['mount', '--state', state, '--max-jobs', String(MAX_JOBS), ...drvs.flatMap((d) => ['--drvs', d]), mp];
+    const child = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
+    daemon = child;
+    let log = '';
+    await new Promise<void>((resolve, reject) => {
+      child.stderr!.setEncoding('utf8').on('data', (c: string) => {
+        log += c;
+        if (/lazystore: mounted .* at /.test(log)) resolve();
+      });
+      child.once('exit', (code) => reject(new Error(`mount exited ${code}: ${log}`)));
+    });
+    const rssIdle = peakRssMiB(child.pid!);
+
+    let maxLive = 0;
+    const sampler = setInterval(() => (maxLive = Math.max(maxLive, liveSandboxes(child.pid!))), 20);
+    const t0 = performance.now();
+    const readers = Array.from({ length: READERS }, (_, k) => {
+      const i = (k * 37) % PATHS; // spread, every path read READERS/PATHS times
+      const out = outs.get(drvs[i]!)!;
+      return run('cat', [join(mp, basename(out))], { timeoutMs: 600_000 }).then((r) => ({ i, r }));
+    });
+    const results = await Promise.all(readers);
+    const seconds = (performance.now() - t0) / 1000;
+    clearInterval(sampler);
+
+    const wrong = results.filter(({ i, r }) => r.code !== 0 || r.stdout !== `base ${i % SHARED}\nbase ${(i + 1) % SHARED}\ntop ${i}\n`);
+    if (wrong.length > 0) console.log(log.split("\n").filter((l) => /fail|error|stale/i.test(l)).slice(0, 10).join("\n"));
+    expect(wrong.slice(0, 3), `${wrong.length} readers got wrong bytes or errors`).toEqual([]);
+
+    const built = [...log.matchAll(/built (\/nix\/store\/\S+\.drv) in/g)].map((m) => m[1]!);
+    const counts = new Map<string, number>();
+    for (const d of built) counts.set(d, (counts.get(d) ?? 0) + 1);
+    expect([...counts.values()].filter((n) => n !== 1)).toEqual([]);
+    expect(counts.size).toBe(PATHS + SHARED);
+    for (const d of drvs) expect(counts.get(d), d).toBe(1);
+    expect(maxLive).toBeLessThanOrEqual(MAX_JOBS);
+    expect(maxLive, 'builds ran concurrently (the sampler saw more than one sandbox)').toBeGreaterThan(1);
+
+    const rss = peakRssMiB(child.pid!);
+    console.log(
+      `load: ${READERS} readers, ${PATHS + SHARED} builds in ${seconds.toFixed(1)} s; max live sandboxes ${maxLive} (bound ${MAX_JOBS}); ` +
+        `daemon peak RSS ${rss.toFixed(0)} MiB (${rssIdle.toFixed(0)} MiB after mounting)`,
+    );
+    for (const out of outs.values()) parseStorePath(out);
+
+    child.kill('SIGTERM');
+    await new Promise((r) => child.once('exit', r));
+    expect(isMounted(mp)).toBe(false);
+  });
+});
