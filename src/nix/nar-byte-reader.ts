@@ -6,6 +6,8 @@
 import { LazyError } from '../errors.js';
 
 const EMPTY = Buffer.alloc(0);
+/** Bytes of the next chunk joined to an unread tail; more than any string the parser reads whole (≤ 4 KiB). */
+const JOIN = 8192;
 
 export class ByteReader {
   private readonly it: AsyncIterator<Uint8Array>;
@@ -23,9 +25,19 @@ export class ByteReader {
     return this.buf.length - this.pos;
   }
 
-  /** Pulls the next non-empty chunk into `buf`, keeping unread bytes; false at end of input. */
+  /** Rest of a chunk not yet in `buf` (set when a string straddled two chunks). */
+  private pending: Buffer | undefined;
+
+  /**
+   * Pulls more input into `buf`, keeping unread bytes; false at end of input. A string that
+   * straddles two chunks is joined by copying the unread tail plus at most JOIN bytes of the next
+   * chunk (the rest waits in `pending`), not the whole next chunk: that would copy the whole NAR
+   * once more.
+   */
   private async pull(): Promise<boolean> {
-    for (;;) {
+    let chunk = this.pending;
+    this.pending = undefined;
+    while (chunk === undefined) {
       if (this.done) return false;
       const r = await this.it.next();
       if (r.done === true) {
@@ -33,12 +45,16 @@ export class ByteReader {
         return false;
       }
       const c = r.value;
-      if (c.length === 0) continue;
-      const chunk = Buffer.isBuffer(c) ? c : Buffer.from(c.buffer, c.byteOffset, c.length);
-      this.buf = this.available === 0 ? chunk : Buffer.concat([this.buf.subarray(this.pos), chunk]);
-      this.pos = 0;
-      return true;
+      if (c.length > 0) chunk = Buffer.isBuffer(c) ? c : Buffer.from(c.buffer, c.byteOffset, c.length);
     }
+    if (this.available === 0) this.buf = chunk;
+    else {
+      const k = Math.min(chunk.length, JOIN);
+      this.buf = Buffer.concat([this.buf.subarray(this.pos), chunk.subarray(0, k)]);
+      if (k < chunk.length) this.pending = chunk.subarray(k);
+    }
+    this.pos = 0;
+    return true;
   }
 
   /** Ensures `n` bytes are available; NAR_TRUNCATED if the input ends first. */

@@ -11,7 +11,7 @@
  * calls (see nar-restore-worker.ts), fed batches of operations whose file contents are copied
  * into the slots of a shared ring. Files get their final mode at creation and mtime through
  * the open fd; directories are sealed (0555, mtime 1) once all entries exist. Memory: the ring
- * (RING_SLOTS × SLOT_SIZE) plus the parser's current chunk, whatever the NAR's size.
+ * (RING_SLOTS × SLOT_SIZE = 16 MiB) plus the parser's current chunk, whatever the NAR's size.
  *
  * On failure the partial tree is left for the caller to remove (the store restores into tmp/).
  */
@@ -22,9 +22,13 @@ import { SMALL_FILE, parseNar, type NarSink } from '../nix/nar-reader.js';
 import type { RestoreOp } from './nar-restore-worker.js';
 import { acquire, newJobId, release, replyError } from './nar-worker-pool.js';
 
-/** Bytes of file contents per batch (1 MiB keeps message overhead negligible); a `fileData` file fits in one. */
-const SLOT_SIZE = Math.max(1 << 20, SMALL_FILE);
-/** Batches in flight: the parser runs ahead of the worker by at most this many MiB. */
+/**
+ * Bytes of file contents per batch; a `fileData` file fits in one. Each batch wakes the worker
+ * (~0.3 ms on the loaded test machine): 4 MiB batches restored 20k small files in 1.0-1.3 s
+ * against 1.5-2.4 s with 1 MiB ones (same runs, interleaved).
+ */
+const SLOT_SIZE = Math.max(4 << 20, SMALL_FILE);
+/** Batches in flight: the parser runs ahead of the worker by at most this many slots. */
 const RING_SLOTS = 4;
 /** Operations per batch, so a NAR of many empty files still streams. */
 const MAX_OPS = 4096;
