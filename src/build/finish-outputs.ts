@@ -14,6 +14,7 @@ import type { LocalStore } from '../store/local-store.js';
 import { dumpPath } from '../store/nar-dump.js';
 import type { PathInfo } from '../store/path-info.js';
 import { scanPath } from '../store/scan-path.js';
+import { finishSmallOutput } from './small-output.js';
 
 export interface FinishOutputsOptions {
   drvPath: string;
@@ -57,8 +58,11 @@ export async function finishOutputs(store: LocalStore, opts: FinishOutputsOption
   for (const [name, p] of opts.outputs) {
     throwIfAborted(signal);
     const fsPath = opts.built.get(name) ?? '';
-    await canonicalisePath(fsPath, { fromUid: opts.builderUid, signal });
-    const scan = await scanPath(fsPath, { refCandidates: candidates, signal });
+    let scan = await finishSmallOutput(fsPath, { refCandidates: candidates, builderUid: opts.builderUid });
+    if (!scan) {
+      await canonicalisePath(fsPath, { fromUid: opts.builderUid, signal });
+      scan = await scanPath(fsPath, { refCandidates: candidates, signal });
+    }
     const info: PathInfo = {
       path: p,
       narHash: scan.narHash,
