@@ -60,7 +60,7 @@ export async function buildDerivation(store: LocalStore, opts: BuildDerivationOp
   const argv = builderArgv(drv.builder, drv.args);
   const fixed = isFixedOutput(drv);
 
-  const user = await buildUser();
+  const user = await buildUserFor(store);
   const tmp = await store.makeTempDir('build');
   const logPath = store.logPath(drvPath);
   try {
@@ -70,7 +70,7 @@ export async function buildDerivation(store: LocalStore, opts: BuildDerivationOp
     await mkdir(buildDir, { mode: 0o700 });
     await Promise.all(files.map((f) => writeFile(join(buildDir, f.name), f.contents)));
     const [etcDir, inputs] = await Promise.all([
-      sandboxEtc(store, user),
+      sandboxEtc(store),
       prepareInputs(storeDir, opts.inputPaths, { realPath: (p) => store.realPath(p), linkFiles: user !== undefined }),
     ]);
     if (user) for (const d of [tmp, storeDir, buildDir]) await chown(d, user.uid, user.gid);
@@ -108,26 +108,46 @@ export async function buildDerivation(store: LocalStore, opts: BuildDerivationOp
       signal,
     });
   } finally {
-    await rm(tmp, { recursive: true, force: true, maxRetries: 3 }).catch(() => undefined);
+    // Not awaited: removing the scratch (input links, mountpoints, a failed build's files) takes
+    // ~14 ms here and nobody waits for it; an interrupted removal is finished by store recovery.
+    void rm(tmp, { recursive: true, force: true, maxRetries: 3 }).catch(() => undefined);
   }
 }
 
 /**
- * passwd/group/hosts for builders: written once per store and process, bound read-only.
- * With a build user, bwrap runs as that user and must reach its bind sources: the state
- * directory, store/ and tmp/ get o+x (traverse only, no listing) — like /nix/store's 1775.
+ * The build user for this store, if builds can run as one. bwrap then runs as that user and
+ * must reach its bind sources: the state directory, store/ and tmp/ get o+x (traverse only,
+ * no listing — like /nix/store's 1775); when a directory above the state directory is not
+ * traversable by others (a private 0700 temp dir), builds run as the calling user instead.
  */
+const buildUsers = new WeakMap<LocalStore, Promise<BuildUser | undefined>>();
+function buildUserFor(store: LocalStore): Promise<BuildUser | undefined> {
+  let p = buildUsers.get(store);
+  if (!p) {
+    p = (async () => {
+      const user = await buildUser();
+      if (!user) return undefined;
+      for (let d = dirname(store.stateDir); ; d = dirname(d)) {
+        if (((await stat(d)).mode & 0o001) === 0) return undefined;
+        if (d === dirname(d)) break;
+      }
+      for (const d of [store.stateDir, store.layout.storeDir, store.layout.tmpDir]) {
+        const st = await stat(d);
+        if ((st.mode & 0o001) === 0) await chmod(d, (st.mode & 0o7777) | 0o001);
+      }
+      return user;
+    })();
+    buildUsers.set(store, p);
+  }
+  return p;
+}
+
+/** passwd/group/hosts for builders: written once per store and process, bound read-only. */
 const etcDirs = new WeakMap<LocalStore, Promise<string>>();
-function sandboxEtc(store: LocalStore, user: BuildUser | undefined): Promise<string> {
+function sandboxEtc(store: LocalStore): Promise<string> {
   let p = etcDirs.get(store);
   if (!p) {
     p = (async () => {
-      if (user) {
-        for (const d of [store.stateDir, store.layout.storeDir, store.layout.tmpDir]) {
-          const st = await stat(d);
-          if ((st.mode & 0o001) === 0) await chmod(d, (st.mode & 0o7777) | 0o001);
-        }
-      }
       const dir = await store.makeTempDir('sandbox-etc');
       for (const [name, text] of Object.entries(SANDBOX_ETC)) await writeFile(join(dir, name), text, { mode: 0o444 });
       await chmod(dir, 0o555);

@@ -21,7 +21,7 @@ import type { LocalStore } from '../store/local-store.js';
 import type { PathInfo } from '../store/path-info.js';
 import type { Substituters } from '../substitute/substituters.js';
 import { FailureCache } from './failure-cache.js';
-import { Job, waitForJob } from './job.js';
+import { Job, findCycles, waitForJob } from './job.js';
 import type { KnownDerivations } from './known-derivations.js';
 import type { ProgressCounts, ProgressEvent, ProgressListener, WorkKind } from './progress.js';
 
@@ -110,6 +110,27 @@ export class Realiser {
     }
   }
 
+  /** How often in-flight waits are checked for cycles (a forged or corrupt index can make one). */
+  static readonly CYCLE_CHECK_MS = 500;
+  private cycleTimer: NodeJS.Timeout | undefined;
+
+  private watchCycles(): void {
+    if (this.cycleTimer) return;
+    this.cycleTimer = setInterval(() => {
+      if (this.inflight.size === 0) {
+        clearInterval(this.cycleTimer);
+        this.cycleTimer = undefined;
+        return;
+      }
+      for (const cycle of findCycles(this.inflight.values())) {
+        const keys = cycle.map((j) => j.key);
+        const err = new LazyError('REALISE_CYCLE', `dependency cycle: ${[...keys, keys[0]].join(' → ')}`, { details: { cycle: keys } });
+        for (const j of cycle) j.controller.abort(err);
+      }
+    }, Realiser.CYCLE_CHECK_MS);
+    this.cycleTimer.unref();
+  }
+
   private job<T>(key: string, run: (job: Job<T>) => Promise<T>): Job<T> {
     const existing = this.inflight.get(key) as Job<T> | undefined;
     if (existing && !existing.controller.signal.aborted) return existing;
@@ -119,6 +140,7 @@ export class Realiser {
       return run(j);
     });
     this.inflight.set(key, job as Job<unknown>);
+    this.watchCycles();
     job.promise.then(
       () => this.inflight.get(key) === job && this.inflight.delete(key),
       () => this.inflight.get(key) === job && this.inflight.delete(key),
