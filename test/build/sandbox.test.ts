@@ -120,6 +120,23 @@ describe('sandbox', () => {
     expect(info.narSize).toBe(o.narSize);
   });
 
+  it('non-UTF-8 bytes in the environment reach the builder unchanged (same output as real Nix)', async () => {
+    const [drv] = instantiate(join(NIX, 'bytes.nix'), ['-A', 'bytes', '--argstr', 'salt', salt()]);
+    await env.known.add(drv!);
+    const info = (await env.realiser.realiseDrv(drv!)).get('out')!;
+    expect(await readFile(env.store.realPath(info.path))).toEqual(Buffer.from('latin1 \xe9\xff\xfe and utf8 \xc3\xa9 and tab\t', 'latin1'));
+    const want = nixRealise(drv!).get(info.path)!;
+    expect(formatHash(info.narHash, 'nix32')).toBe(want.narHash);
+  });
+
+  it('structured attributes are refused with BUILD_UNSUPPORTED, before anything runs', async () => {
+    const [drv] = instantiate(join(NIX, 'bytes.nix'), ['-A', 'structured', '--argstr', 'salt', salt()]);
+    await env.known.add(drv!);
+    const e = await rejection(env.realiser.realiseDrv(drv!));
+    expect(e.code).toBe('BUILD_UNSUPPORTED');
+    expect(e.message).toContain('__json');
+  });
+
   it('a failing builder: BUILD_FAILED with the drv and its log, which holds stdout and stderr; nothing registered', async () => {
     const [drv] = instantiate(join(NIX, 'sandbox.nix'), ['-A', 'fail', '--argstr', 'salt', salt()]);
     await env.known.add(drv!);
