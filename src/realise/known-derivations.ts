@@ -161,6 +161,9 @@ export class KnownDerivations {
       throw new LazyError('KNOWN_NOT_FOUND', `cannot read derivation '${file}'`, { cause: e });
     });
     const drv = parseDerivation(bytes, file);
+    if (drv.env.has('__json')) {
+      throw new LazyError('KNOWN_UNSUPPORTED', `'${drvPath}' uses structured attributes (__json), which lazystore cannot build yet`, { details: { drvPath } });
+    }
     if (drvStorePath(drv, bytes) !== drvPath) {
       throw new LazyError('KNOWN_BAD_DRV', `'${file}' does not hash to its store path ${drvPath}`, { details: { drvPath } });
     }

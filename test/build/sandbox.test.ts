@@ -8,6 +8,8 @@ import { createServer, type Server } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { isLazyError, LazyError } from '../../src/errors.js';
+import { buildDerivation } from '../../src/build/build-derivation.js';
+import { parseDerivation } from '../../src/nix/derivation.js';
 import { formatHash } from '../../src/nix/hash.js';
 import { baseName, parseStorePath, type StorePath } from '../../src/nix/store-path.js';
 import { FIXTURES } from '../helpers/fixtures.js';
@@ -131,10 +133,13 @@ describe('sandbox', () => {
 
   it('structured attributes are refused with BUILD_UNSUPPORTED, before anything runs', async () => {
     const [drv] = instantiate(join(NIX, 'bytes.nix'), ['-A', 'structured', '--argstr', 'salt', salt()]);
-    await env.known.add(drv!);
-    const e = await rejection(env.realiser.realiseDrv(drv!));
+    expect((await rejection(env.known.add(drv!))).code).toBe('KNOWN_UNSUPPORTED');
+    const parsed = parseDerivation(await readFile(drv!));
+    const out = parseStorePath(parsed.outputs.get('out')!.path);
+    const e = await rejection(buildDerivation(env.store, { drvPath: drv!, drv: parsed, outputs: new Map([['out', out]]), inputPaths: [busyboxPath()], cores: 1 }));
     expect(e.code).toBe('BUILD_UNSUPPORTED');
     expect(e.message).toContain('__json');
+    expect(existsSync(env.store.logPath(drv!))).toBe(false);
   });
 
   it('a failing builder: BUILD_FAILED with the drv and its log, which holds stdout and stderr; nothing registered', async () => {
