@@ -40,6 +40,7 @@ export class KnownDerivations {
   /** Bounds the files read, parsed and written at once while adding a closure (memory, fds). */
   private readonly io = pLimit(16);
   private sources: SourceDir[] = [];
+  private refreshing: Promise<number> | undefined;
   readonly hasher: DerivationHasher;
 
   private constructor(dir: string, store: LocalStore) {
@@ -117,11 +118,25 @@ export class KnownDerivations {
     return (await this.knownSet()).size - before;
   }
 
-  /** Picks up new .drv files in the directories given to add(): one stat per unchanged dir. */
-  async refresh(opts: { signal?: AbortSignal } = {}): Promise<number> {
-    let n = 0;
-    for (const s of this.sources) n += await this.scanDir(s.dir, opts);
-    return n;
+  /**
+   * Picks up new .drv files in the directories given to add(): one stat per unchanged dir.
+   * Concurrent calls share one pass.
+   */
+  refresh(opts: { signal?: AbortSignal } = {}): Promise<number> {
+    this.refreshing ??= (async () => {
+      let n = 0;
+      for (const s of this.sources) n += await this.scanDir(s.dir, opts);
+      return n;
+    })().finally(() => (this.refreshing = undefined));
+    return this.refreshing;
+  }
+
+  /** lookupOutput, and on a miss one refresh() and a second lookup (a drv written since). */
+  async lookupOutputFresh(p: StorePath): Promise<DrvOutputRef | undefined> {
+    const hit = await this.lookupOutput(p);
+    if (hit || this.sources.length === 0) return hit;
+    if ((await this.refresh()) === 0) return undefined;
+    return this.lookupOutput(p);
   }
 
   private async scanDir(dir: string, opts: { signal?: AbortSignal }): Promise<number> {

@@ -95,7 +95,7 @@ export class Realiser {
   async plan(p: StorePath, opts: { signal?: AbortSignal } = {}): Promise<Plan | undefined> {
     if (await this.store.isValid(p)) return { kind: 'valid' };
     if (this.substituters && (await this.substituters.query(p, { signal: opts.signal }))) return { kind: 'substitute' };
-    const ref = await this.known?.lookupOutput(p);
+    const ref = await this.known?.lookupOutputFresh(p);
     if (!ref || !this.known) return undefined;
     const out = (await this.known.load(ref.drvPath)).outputs.get(ref.outputName);
     return out && fixedOutputSpec(out)?.method === 'flat' ? { kind: 'build', typeHint: 'regular' } : { kind: 'build' };
@@ -159,7 +159,7 @@ export class Realiser {
         await Promise.all(refs.map((r) => waitForJob(this.pathJob(r), job, job.signal)));
         return this.run('substitute', { path: p }, job, this.substitutions, () => subst.importPath(this.store, found, { signal: job.signal }));
       }
-      const ref = await this.known?.lookupOutput(p);
+      const ref = await this.known?.lookupOutputFresh(p);
       if (ref) {
         const outs = await waitForJob(this.drvJob(ref.drvPath), job, job.signal);
         const info = outs.get(ref.outputName);

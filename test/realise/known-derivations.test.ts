@@ -107,6 +107,12 @@ describe('KnownDerivations', () => {
     const reopened = await KnownDerivations.open(e.dir, e.store);
     await copyFile(drvFile(fixtureDrv('single')), join(dir, basename(fixtureDrv('single').drvPath)));
     expect(await reopened.refresh()).toBe(1);
+    // a lookup that misses refreshes once: a drv written meanwhile is found without refresh()
+    await copyFile(drvFile(fixtureDrv('multi')), join(dir, basename(fixtureDrv('multi').drvPath)));
+    expect(await reopened.lookupOutputFresh(parseStorePath(fixtureDrv('multi').outputs.dev!.path))).toEqual({
+      drvPath: fixtureDrv('multi').drvPath,
+      outputName: 'dev',
+    });
   });
 
   it('imports inputSrcs found beside the drv in a Nix store, verified, byte-identical to Nix', async () => {
