@@ -109,11 +109,9 @@ describe('nix-instantiate reading outputs through the lazy mount (IFD without Ni
     console.log(`eval, one read through the lazy mount: ${Math.round(r.ms)} ms`);
   });
 
-  // Skipped until the realiser re-scans the --drvs directories on a lookup miss (today it
-  // knows only the .drv files present at mount time, so b's read gets ENOENT). With that
-  // wired (KnownDerivations.refresh() then lookupOutput() again in Realiser.plan and its path
-  // job), this passes: checked on a patched copy, "a=7 b=42" in ~1.6 s.
-  it.skip('evaluates a chain where the second derivation depends on the first one read, in one evaluation', async () => {
+  // Needs the realiser to re-scan the --drvs directories on a lookup miss: b's .drv is
+  // written by this evaluation after the mount started.
+  it('evaluates a chain where the second derivation depends on the first one read, in one evaluation', async () => {
     // b's name and script come from a's output, so b's .drv exists only after a was read:
     // lazystore must pick it up from the eval store while the evaluation runs.
     const expr = await nixFile(
