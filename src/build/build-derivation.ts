@@ -28,6 +28,11 @@ export interface BuildDerivationOptions {
   cores: number;
   timeoutMs?: number;
   maxSilentMs?: number;
+  /**
+   * Runs the sandbox itself (not the scratch set-up or the output registration) — where a
+   * caller bounds concurrent builders. Default: run it now.
+   */
+  slot?: <T>(run: () => Promise<T>) => Promise<T>;
   /** Observes the sandbox process (pid while it runs, undefined after), e.g. to count concurrency. */
   onProcess?: (pid: number | undefined) => void;
   signal?: AbortSignal;
@@ -79,18 +84,21 @@ export async function buildDerivation(store: LocalStore, opts: BuildDerivationOp
     await mkdir(dirname(logPath), { recursive: true });
     const log = await open(logPath, 'w');
     try {
-      await runSandbox({
-        args,
-        argv,
-        logFd: log.fd,
-        drvPath,
-        logPath,
-        timeoutMs: opts.timeoutMs,
-        maxSilentMs: opts.maxSilentMs,
-        onProcess: opts.onProcess,
-        user,
-        signal,
-      });
+      const slot = opts.slot ?? ((run) => run());
+      await slot(() =>
+        runSandbox({
+          args,
+          argv,
+          logFd: log.fd,
+          drvPath,
+          logPath,
+          timeoutMs: opts.timeoutMs,
+          maxSilentMs: opts.maxSilentMs,
+          onProcess: opts.onProcess,
+          user,
+          signal,
+        }),
+      );
     } finally {
       await log.close();
     }

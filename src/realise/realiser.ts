@@ -17,6 +17,7 @@ import type { StorePath } from '../nix/store-path.js';
 import { parseStoreBaseName, parseStorePath } from '../nix/store-path.js';
 import { buildDerivation } from '../build/build-derivation.js';
 import { fixedOutputSpec } from '../build/finish-outputs.js';
+import type { Derivation } from '../nix/derivation.js';
 import type { LocalStore } from '../store/local-store.js';
 import type { PathInfo } from '../store/path-info.js';
 import type { Substituters } from '../substitute/substituters.js';
@@ -54,6 +55,8 @@ export class Realiser {
   readonly maxSubstitutions: number;
   private readonly opts: RealiserOptions;
   private readonly builds: LimitFunction;
+  /** Builds between input realisation and registration: bounds scratch dirs prepared ahead. */
+  private readonly staging: LimitFunction;
   private readonly substitutions: LimitFunction;
   private readonly inflight = new Map<string, Job<unknown>>();
   private readonly failures: FailureCache;
@@ -68,6 +71,7 @@ export class Realiser {
     this.maxJobs = Math.max(1, opts.maxJobs ?? availableParallelism());
     this.maxSubstitutions = Math.max(1, opts.maxSubstitutions ?? 8);
     this.builds = pLimit(this.maxJobs);
+    this.staging = pLimit(2 * this.maxJobs);
     this.substitutions = pLimit(this.maxSubstitutions);
     this.failures = new FailureCache(opts.failureTtlMs ?? 60_000);
   }
@@ -157,7 +161,7 @@ export class Realiser {
         const subst = this.substituters;
         const refs = found.info.references.map((r) => parseStoreBaseName(r)).filter((r) => r !== p);
         await Promise.all(refs.map((r) => waitForJob(this.pathJob(r), job, job.signal)));
-        return this.run('substitute', { path: p }, job, this.substitutions, () => subst.importPath(this.store, found, { signal: job.signal }));
+        return this.run({ path: p }, job, () => subst.importPath(this.store, found, { signal: job.signal }));
       }
       const ref = await this.known?.lookupOutputFresh(p);
       if (ref) {
@@ -186,7 +190,7 @@ export class Realiser {
       if (valid.size === outputs.size) return valid;
 
       this.emit('queued', 'build', { drvPath }, +1);
-      let started = false;
+      const state = { counted: false };
       try {
         const needed: StorePath[] = drv.inputSrcs.map((s) => parseStorePath(s));
         for (const [inDrvPath, names] of drv.inputDrvs) {
@@ -199,61 +203,90 @@ export class Realiser {
         }
         await Promise.all(needed.map((p) => waitForJob(this.pathJob(p), job, job.signal)));
         const inputPaths = await this.store.closure(needed);
-        return await this.builds(async () => {
-          throwIfAborted(job.signal);
-          started = true;
-          return this.run('build', { drvPath }, job, undefined, () =>
-            buildDerivation(this.store, {
-              drvPath,
-              drv,
-              outputs,
-              inputPaths,
-              cores: this.opts.cores ?? availableParallelism(),
-              timeoutMs: this.opts.timeoutMs,
-              maxSilentMs: this.opts.maxSilentMs,
-              signal: job.signal,
-            }),
-          );
-        });
+        return await this.staging(() => this.build({ drvPath, drv, outputs, inputPaths }, job, state));
       } finally {
-        if (!started) this.emit('dropped', 'build', { drvPath }, -1);
+        if (!state.counted) this.emit('dropped', 'build', { drvPath }, -1);
       }
     });
   }
 
-  /** Runs started→finished/failed bookkeeping around one build or substitution. */
-  private async run<T>(
-    kind: WorkKind,
-    what: { drvPath?: StorePath; path?: StorePath },
+  /**
+   * One build. Scratch set-up and output registration run under `staging` (2 × maxJobs), only
+   * the sandbox under `builds` (maxJobs): at --max-jobs 1 the next build's set-up (~10 ms of
+   * directory and link creation here) overlaps this one's builder instead of following it.
+   */
+  private async build(
+    what: { drvPath: StorePath; drv: Derivation; outputs: Map<string, StorePath>; inputPaths: StorePath[] },
     job: Job<unknown>,
-    limit: LimitFunction | undefined,
-    work: () => Promise<T>,
-  ): Promise<T> {
-    const body = async (): Promise<T> => {
-      if (kind === 'substitute') throwIfAborted(job.signal);
-      else this.counts.queued--; // a build was counted as queued by drvJob
+    state: { counted: boolean },
+  ): Promise<Map<string, PathInfo>> {
+    const { drvPath } = what;
+    throwIfAborted(job.signal);
+    let sandboxed = false;
+    const slot = <T>(fn: () => Promise<T>): Promise<T> =>
+      this.builds(async () => {
+        throwIfAborted(job.signal);
+        sandboxed = state.counted = true;
+        this.counts.queued--;
+        this.counts.running++;
+        this.publish({ type: 'started', kind: 'build', drvPath, counts: { ...this.counts } });
+        try {
+          return await fn();
+        } finally {
+          this.counts.running--;
+        }
+      });
+    try {
+      const infos = await buildDerivation(this.store, {
+        ...what,
+        cores: this.opts.cores ?? availableParallelism(),
+        timeoutMs: this.opts.timeoutMs,
+        maxSilentMs: this.opts.maxSilentMs,
+        slot,
+        signal: job.signal,
+      });
+      this.counts.done++;
+      this.publish({ type: 'finished', kind: 'build', drvPath, counts: { ...this.counts } });
+      return infos;
+    } catch (e) {
+      if (isLazyError(e, 'ABORTED')) {
+        if (sandboxed) this.publish({ type: 'dropped', kind: 'build', drvPath, counts: { ...this.counts } });
+      } else {
+        if (!state.counted) this.counts.queued--;
+        state.counted = true;
+        this.counts.failed++;
+        this.failures.set(job.key, e);
+        const logPath = isLazyError(e) ? (e.details.logPath as string | undefined) : undefined;
+        this.publish({ type: 'failed', kind: 'build', drvPath, error: e, logPath, counts: { ...this.counts } });
+      }
+      throw e;
+    }
+  }
+
+  /** Runs started→finished/failed bookkeeping around one substitution. */
+  private async run<T>(what: { path: StorePath }, job: Job<unknown>, work: () => Promise<T>): Promise<T> {
+    return this.substitutions(async () => {
+      throwIfAborted(job.signal);
       this.counts.running++;
-      this.publish({ type: 'started', kind, ...what, counts: { ...this.counts } });
+      this.publish({ type: 'started', kind: 'substitute', ...what, counts: { ...this.counts } });
       try {
         const r = await work();
         this.counts.running--;
         this.counts.done++;
-        this.publish({ type: 'finished', kind, ...what, counts: { ...this.counts } });
+        this.publish({ type: 'finished', kind: 'substitute', ...what, counts: { ...this.counts } });
         return r;
       } catch (e) {
         this.counts.running--;
         if (isLazyError(e, 'ABORTED')) {
-          this.publish({ type: 'dropped', kind, ...what, counts: { ...this.counts } });
+          this.publish({ type: 'dropped', kind: 'substitute', ...what, counts: { ...this.counts } });
         } else {
           this.counts.failed++;
           this.failures.set(job.key, e);
-          const logPath = isLazyError(e) ? (e.details.logPath as string | undefined) : undefined;
-          this.publish({ type: 'failed', kind, ...what, error: e, logPath, counts: { ...this.counts } });
+          this.publish({ type: 'failed', kind: 'substitute', ...what, error: e, counts: { ...this.counts } });
         }
         throw e;
       }
-    };
-    return limit ? limit(body) : body();
+    });
   }
 
   private emit(type: 'queued' | 'dropped', kind: WorkKind, what: { drvPath?: StorePath }, delta: number): void {
