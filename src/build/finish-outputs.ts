@@ -110,7 +110,7 @@ async function fixedOutputHash(fsPath: string, spec: FixedOutputSpec, narHash: H
     return h.digest();
   }
   const st = await lstat(fsPath);
-  if (!st.isFile()) {
+  if (!st.isFile() || (st.mode & 0o100) !== 0) {
     throw new LazyError('BUILD_FOD_NOT_FILE', `output path '${fsPath}' should be a non-executable regular file since recursive hashing is not enabled (outputHashMode=flat)`);
   }
   const h = new StreamingHash(algo);
