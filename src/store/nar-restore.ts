@@ -7,7 +7,7 @@
  * twice), and every entry is created new — files with O_CREAT|O_EXCL|O_NOFOLLOW, directories
  * with mkdir, symlinks with symlink — so nothing is written through a symlink or over a file.
  *
- * Speed: this thread parses and hashes; a NAR worker thread creates the files with synchronous
+ * Speed: this thread parses and hashes; a shared NAR worker thread creates the files with synchronous
  * calls (see nar-restore-worker.ts), fed batches of operations whose file contents are copied
  * into the slots of a shared ring. Files get their final mode at creation and mtime through
  * the open fd; directories are sealed (0555, mtime 1) once all entries exist. Memory: the ring
@@ -20,7 +20,8 @@ import { LazyError, throwIfAborted } from '../errors.js';
 import type { Hash } from '../nix/hash.js';
 import { SMALL_FILE, parseNar, type NarSink } from '../nix/nar-reader.js';
 import type { RestoreOp } from './nar-restore-worker.js';
-import { acquire, newJobId, release, replyError } from './nar-worker-pool.js';
+import type { NarJobReply } from './nar-worker-main.js';
+import { newJobId, openSharedChannel, replyError } from './nar-worker-pool.js';
 
 /**
  * Bytes of file contents per batch; a `fileData` file fits in one. Each batch wakes the worker
@@ -48,17 +49,14 @@ export async function restoreNar(
     }
   }
 
-  const pw = await acquire(signal);
   const id = newJobId();
   const ring = new SharedArrayBuffer(RING_SLOTS * SLOT_SIZE);
   const ringBuf = Buffer.from(ring);
   let failed: LazyError | undefined;
   let finished = false; // the worker has no more state for this job
-  let dead = false;
   let inflight = 0;
   let wake: (() => void) | undefined;
-  pw.listener = (m) => {
-    if (m.id !== id) return;
+  const listener = (m: NarJobReply): void => {
     if (m.kind === 'ack') inflight--;
     else if (m.kind === 'error') {
       failed ??= replyError(m);
@@ -66,13 +64,14 @@ export async function restoreNar(
     } else if (m.kind === 'done') finished = true;
     wake?.();
   };
-  pw.onFail = (e) => {
+  const onFail = (e: Error): void => {
     failed ??= new LazyError('STORE_WORKER_FAILED', `NAR worker failed: ${e.message}`, { cause: e });
-    finished = dead = true;
+    finished = true;
     wake?.();
   };
+  const channel = openSharedChannel(id, listener, onFail);
   const event = (): Promise<void> => new Promise<void>((r) => (wake = r)).then(() => void (wake = undefined));
-  pw.worker.postMessage({ op: 'restore', id, root: destPath, ring, slotSize: SLOT_SIZE });
+  channel.post({ op: 'restore', id, root: destPath, ring, slotSize: SLOT_SIZE });
 
   let slot = 0;
   let used = 0;
@@ -81,7 +80,7 @@ export async function restoreNar(
     if (failed) throw failed;
     throwIfAborted(signal); // once per MiB, so a huge file's contents stop too
     if (ops.length === 0) return;
-    pw.worker.postMessage({ op: 'restore-batch', id, slot, ops: JSON.stringify(ops) });
+    channel.post({ op: 'restore-batch', id, slot, ops: JSON.stringify(ops) });
     inflight++;
     ops = [];
     used = 0;
@@ -130,10 +129,10 @@ export async function restoreNar(
 
   const end = async (abort: boolean): Promise<void> => {
     if (!finished) {
-      pw.worker.postMessage({ op: 'restore-end', id, abort });
+      channel.post({ op: 'restore-end', id, abort });
       while (!finished) await event();
     }
-    if (!dead) release(pw);
+    channel.close();
   };
 
   let narSize: number;

@@ -3,12 +3,17 @@
  * idle (unref'd, so they never keep the process alive) for the next job: starting a worker costs
  * ~30 ms, a scan of a small build output well under 1 ms.
  *
- * Every job gets a worker at once (a new one when none is idle): jobs can hold a worker for as
- * long as their consumer or source takes (a restore fed by a download, a dump streamed to a slow
- * client), and one job may need a second (restoring a dump), so a hard cap could deadlock.
- * Callers bound their own concurrency (builds, substitutions). At most `MAX_IDLE_WORKERS` are
- * kept; extras exit when released. Each running job holds its worker until the worker says it
- * is done (also after a cancel), so a cancelled job's worker is never handed out mid-walk.
+ * Three kinds of jobs, bounded differently so that nothing can deadlock and thread counts stay
+ * small (500 concurrent imports once meant 500 workers):
+ *  - `scan`/`canonicalise` never wait on anything but the disk: at most MAX_BOUNDED_JOBS run,
+ *    the rest queue.
+ *  - `dump` waits on its consumer (a slow HTTP client, or a restore being fed by it), so every
+ *    dump gets its own worker at once (a new one when none is idle); a cap could deadlock.
+ *  - restores never block a worker (each batch is applied synchronously, then the worker is
+ *    free), so they share MAX_RESTORE_WORKERS workers, however many run.
+ * At most MAX_IDLE_WORKERS exclusive workers are kept idle; extras exit when released. A job
+ * holds its worker until the worker says it is done (also after a cancel), so a cancelled job's
+ * worker is never handed out mid-walk.
  */
 import { Worker } from 'node:worker_threads';
 import { LazyError, abortError } from '../errors.js';
@@ -19,6 +24,10 @@ import { narRestoreHandler } from './nar-restore-worker.js';
 
 /** Idle workers kept for the next jobs (~10 MiB each). */
 export const MAX_IDLE_WORKERS = 4;
+/** `scan`/`canonicalise` jobs at once: two cores; more only contend for the page cache. */
+export const MAX_BOUNDED_JOBS = 4;
+/** Workers shared by all restores. */
+export const MAX_RESTORE_WORKERS = 2;
 /** Transfer unit of `dump`: one postMessage per MiB keeps message overhead under 1%. */
 export const DUMP_CHUNK_SIZE = 1 << 20;
 /** Chunks a `dump` may have in flight before the worker waits for the consumer (memory bound). */
@@ -77,6 +86,60 @@ export function release(pw: PoolWorker): void {
   else void pw.worker.terminate();
 }
 
+let boundedRunning = 0;
+const boundedQueue: (() => void)[] = [];
+
+async function boundedStart(signal?: AbortSignal): Promise<void> {
+  while (boundedRunning >= MAX_BOUNDED_JOBS) {
+    await new Promise<void>((r) => boundedQueue.push(r));
+    if (signal?.aborted) {
+      boundedQueue.shift()?.(); // pass the turn on
+      throw abortError(signal);
+    }
+  }
+  boundedRunning++;
+}
+
+function boundedEnd(): void {
+  boundedRunning--;
+  boundedQueue.shift()?.();
+}
+
+interface SharedWorker {
+  pw: PoolWorker;
+  jobs: Map<number, { listener: Listener; onFail: (e: Error) => void }>;
+}
+const restoreWorkers: SharedWorker[] = [];
+
+/**
+ * A channel to one of the shared restore workers for job `id`: replies for `id` go to
+ * `listener`; `onFail` if the worker dies. `close` when the worker has no state left for `id`.
+ */
+export function openSharedChannel(id: number, listener: Listener, onFail: (e: Error) => void): { post(m: NarJob): void; close(): void } {
+  let sw = restoreWorkers.reduce<SharedWorker | undefined>((a, b) => (a === undefined || b.jobs.size < a.jobs.size ? b : a), undefined);
+  if (sw === undefined || (sw.jobs.size > 0 && restoreWorkers.length < MAX_RESTORE_WORKERS)) {
+    const fresh: SharedWorker = { pw: spawn(), jobs: new Map() };
+    fresh.pw.listener = (m) => fresh.jobs.get(m.id)?.listener(m);
+    fresh.pw.onFail = (e) => {
+      restoreWorkers.splice(restoreWorkers.indexOf(fresh), 1);
+      for (const j of fresh.jobs.values()) j.onFail(e);
+      fresh.jobs.clear();
+    };
+    restoreWorkers.push(fresh);
+    sw = fresh;
+  }
+  const shared = sw;
+  shared.jobs.set(id, { listener, onFail });
+  shared.pw.worker.ref();
+  return {
+    post: (m) => shared.pw.worker.postMessage(m),
+    close: () => {
+      shared.jobs.delete(id);
+      if (shared.jobs.size === 0) shared.pw.worker.unref();
+    },
+  };
+}
+
 export function replyError(m: Extract<NarJobReply, { kind: 'error' }>): LazyError {
   return new LazyError(m.code, m.message, { details: m.details });
 }
@@ -89,7 +152,14 @@ type JobSpec = NarJob extends infer J ? (J extends NarJob ? Omit<J, 'id' | 'ctl'
  */
 export async function runNarJob(spec: JobSpec, opts: { signal?: AbortSignal } = {}): Promise<Extract<NarJobReply, { kind: 'done' }>> {
   const { signal } = opts;
-  const pw = await acquire(signal);
+  await boundedStart(signal);
+  let pw: PoolWorker;
+  try {
+    pw = await acquire(signal);
+  } catch (e) {
+    boundedEnd();
+    throw e;
+  }
   const ctl = new Int32Array(new SharedArrayBuffer(8));
   const id = nextId++;
   return new Promise((resolve, reject) => {
@@ -101,6 +171,7 @@ export async function runNarJob(spec: JobSpec, opts: { signal?: AbortSignal } = 
     const finish = (): void => {
       signal?.removeEventListener('abort', onAbort);
       release(pw);
+      boundedEnd();
     };
     pw.listener = (m) => {
       if (m.id !== id) return;
@@ -110,6 +181,7 @@ export async function runNarJob(spec: JobSpec, opts: { signal?: AbortSignal } = 
     };
     pw.onFail = (e) => {
       signal?.removeEventListener('abort', onAbort);
+      boundedEnd();
       reject(new LazyError('STORE_WORKER_FAILED', `NAR worker failed: ${e.message}`, { cause: e }));
     };
     pw.worker.postMessage({ ...spec, id, ctl: ctl.buffer } as NarJob);

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createHash } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { tmpdir } from 'node:os';
 import { dumpPath } from '../../src/store/nar-dump.js';
@@ -90,5 +90,31 @@ describe('NAR worker pool', () => {
     const dests = Array.from({ length: 10 }, (_, i) => join(tmp, `pool-${i}`));
     await Promise.all(dests.map((d) => restoreNar(dumpPath(src), d)));
     for (const d of dests) expect(nixDump(d).equals(want)).toBe(true);
+  });
+});
+
+describe('NAR worker pool bounds', () => {
+  it('runs 40 concurrent restores and 40 concurrent scans on a handful of threads', async () => {
+    const { restoreNar } = await import('../../src/store/nar-restore.js');
+    const { scanPath } = await import('../../src/store/scan-path.js');
+    const { encodeNar } = await import('../../src/nix/nar-writer.js');
+    const { chunked } = await import('../nix/nar-helpers.js');
+    const threads = (): number => Number(/Threads:\s+(\d+)/.exec(readFileSync('/proc/self/status', 'utf8'))![1]);
+    const before = threads();
+    let peak = before;
+    const timer = setInterval(() => (peak = Math.max(peak, threads())), 2);
+    const nar = encodeNar({ type: 'directory', entries: { a: { type: 'regular', contents: Buffer.alloc(3 << 20, 7) }, b: { type: 'symlink', target: 'a' } } });
+    const outs = [...allOutputs().keys()].slice(0, 40);
+    try {
+      await Promise.all([
+        ...Array.from({ length: 40 }, (_, i) => restoreNar(chunked(nar, [4096, 1 << 20]), join(tmp, `bounded-${i}`))),
+        ...outs.map((p) => scanPath(p)),
+      ]);
+    } finally {
+      clearInterval(timer);
+    }
+    // 2 shared restore workers + 4 scan workers (+ idle ones already counted in `before`).
+    expect(peak - before).toBeLessThanOrEqual(8);
+    for (let i = 0; i < 40; i += 13) expect(nixDump(join(tmp, `bounded-${i}`)).equals(nar)).toBe(true);
   });
 });
