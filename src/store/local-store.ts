@@ -64,7 +64,12 @@ export class LocalStore {
     throwIfAborted(opts.signal);
     const layout = storeLayout(stateDir);
     for (const d of [layout.stateDir, layout.storeDir, layout.infoDir, layout.drvDir, layout.logDir, layout.tmpDir]) {
-      await mkdir(d, { recursive: true });
+      await mkdir(d, { recursive: true }).catch((e: NodeJS.ErrnoException) => {
+        throw new LazyError('STORE_OPEN', `cannot open the state directory ${layout.stateDir}: ${e.message}`, {
+          cause: e,
+          details: { stateDir: layout.stateDir, errno: e.code },
+        });
+      });
     }
     const locks = new StoreLocks(layout.stateDir);
     const recovery = await recoverStore(layout, locks, opts);

@@ -23,7 +23,7 @@ const fods = [...pathsOfLabel('fod.flat'), ...pathsOfLabel('fod.recursive')].map
 const chain = ['A', 'B', 'C'].map((x) => parseStorePath(pathsOfLabel(`chain.${x}`)[0]!));
 
 function lazystore(...args: string[]): { code: number | null; stdout: string; stderr: string } {
-  const r = spawnSync(process.execPath, [join(dist, 'src/cli/main.js'), ...args, '--state', state], { encoding: 'utf8' });
+  const r = spawnSync(process.execPath, [join(dist, 'src/cli/main.js'), ...args, '--state', state], { encoding: 'utf8', timeout: 120_000 });
   return { code: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 
@@ -68,6 +68,12 @@ describe('lazystore path-info', () => {
     const store = await LocalStore.open(state);
     expect([...listed].sort()).toEqual(await store.listValid());
     expect(listed.indexOf(chain[0]!)).toBeLessThan(listed.indexOf(chain[1]!));
+  });
+
+  it('a state directory that cannot be created: one line on stderr, exit 1', () => {
+    const r = spawnSync(process.execPath, [join(dist, 'src/cli/main.js'), 'path-info', single, '--state', '/etc/passwd/lazystore'], { encoding: 'utf8', timeout: 60_000 });
+    expect(r.status).toBe(1);
+    expect(r.stderr).toMatch(/^lazystore: cannot open the state directory \/etc\/passwd\/lazystore: .*\n$/);
   });
 
   it('an invalid path: one line on stderr, exit 1', () => {
