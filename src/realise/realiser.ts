@@ -188,6 +188,22 @@ export class Realiser {
         if (info) valid.set(name, info);
       }
       if (valid.size === outputs.size) return valid;
+      // like Nix: when the caches have every missing output, substitute instead of building
+      if (this.substituters) {
+        const subst = this.substituters;
+        const missing = [...outputs].filter(([name]) => !valid.has(name));
+        const found = await Promise.all(missing.map(([, p]) => subst.query(p, { signal: job.signal })));
+        if (found.every((f) => f !== undefined)) {
+          try {
+            const infos = await Promise.all(missing.map(([, p]) => waitForJob(this.pathJob(p), job, job.signal)));
+            missing.forEach(([name], i) => valid.set(name, infos[i]!));
+            return valid;
+          } catch (e) {
+            if (isLazyError(e, 'ABORTED') || isLazyError(e, 'REALISE_CYCLE')) throw e;
+            // a broken or untrusted cache copy: build it instead, as Nix falls back
+          }
+        }
+      }
 
       this.emit('queued', 'build', { drvPath }, +1);
       const state = { counted: false };

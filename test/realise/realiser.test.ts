@@ -194,6 +194,12 @@ describe('Realiser', () => {
     expect(await e.store.isValid(parseStorePath(fixtureDrv('chain.A').outputs.out!.path))).toBe(true);
     const err = await rejection(e.realiser.realise(parseStorePath('/nix/store/00000000000000000000000000000000-nothing')));
     expect(err.code).toBe('REALISE_NOT_FOUND');
+    // a derivation whose outputs the cache has is substituted, not built
+    const multi = fixtureDrv('multi');
+    await e.known.add(multi.drvPath);
+    const outs = await e.realiser.realiseDrv(parseStorePath(multi.drvPath));
+    expect([...outs.values()].map((i) => i.path).sort()).toEqual(Object.values(multi.outputs).map((o) => o.path).sort());
+    expect(events.filter((x) => x.kind === 'build')).toEqual([]);
   });
 });
 
