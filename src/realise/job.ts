@@ -104,3 +104,30 @@ export function raceAbort<T>(p: Promise<T>, signal: AbortSignal | undefined): Pr
     );
   });
 }
+
+/**
+ * Checks the in-flight jobs for wait cycles every CHECK_MS while there are any, and fails the
+ * jobs of each cycle with REALISE_CYCLE (a forged or corrupt index can make one).
+ */
+export class CycleWatch {
+  static readonly CHECK_MS = 500;
+  private timer: NodeJS.Timeout | undefined;
+
+  watch(jobs: () => Iterable<Job<unknown>>): void {
+    if (this.timer) return;
+    this.timer = setInterval(() => {
+      const all = [...jobs()];
+      if (all.length === 0) {
+        clearInterval(this.timer);
+        this.timer = undefined;
+        return;
+      }
+      for (const cycle of findCycles(all)) {
+        const keys = cycle.map((j) => j.key);
+        const err = new LazyError('REALISE_CYCLE', `dependency cycle: ${[...keys, keys[0]].join(' → ')}`, { details: { cycle: keys } });
+        for (const j of cycle) j.controller.abort(err);
+      }
+    }, CycleWatch.CHECK_MS);
+    this.timer.unref();
+  }
+}

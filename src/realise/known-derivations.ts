@@ -269,3 +269,22 @@ export class KnownDerivations {
   }
 }
 
+
+/** The store paths a derivation's build needs: its inputSrcs and the wanted outputs of its input derivations. */
+export async function neededInputs(
+  known: KnownDerivations,
+  drvPath: string,
+  drv: Derivation,
+  opts: { signal?: AbortSignal } = {},
+): Promise<StorePath[]> {
+  const needed: StorePath[] = drv.inputSrcs.map((s) => parseStorePath(s));
+  for (const [inDrvPath, names] of drv.inputDrvs) {
+    const inDrv = await known.load(inDrvPath, opts);
+    for (const n of names) {
+      const o = inDrv.outputs.get(n);
+      if (!o) throw new LazyError('REALISE_BAD_DRV', `'${drvPath}' wants output '${n}' of '${inDrvPath}', which has none`, { details: { drvPath } });
+      needed.push(parseStorePath(o.path));
+    }
+  }
+  return needed;
+}

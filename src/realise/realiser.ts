@@ -22,8 +22,8 @@ import type { LocalStore } from '../store/local-store.js';
 import type { PathInfo } from '../store/path-info.js';
 import type { Substituters } from '../substitute/substituters.js';
 import { FailureCache } from './failure-cache.js';
-import { Job, findCycles, waitForJob } from './job.js';
-import type { KnownDerivations } from './known-derivations.js';
+import { CycleWatch, Job, waitForJob } from './job.js';
+import { neededInputs, type KnownDerivations } from './known-derivations.js';
 import type { ProgressCounts, ProgressEvent, ProgressListener, WorkKind } from './progress.js';
 
 export interface RealiserOptions {
@@ -60,6 +60,7 @@ export class Realiser {
   private readonly substitutions: LimitFunction;
   private readonly inflight = new Map<string, Job<unknown>>();
   private readonly failures: FailureCache;
+  private readonly cycles = new CycleWatch();
   private readonly events = new EventEmitter();
   readonly counts: ProgressCounts = { done: 0, running: 0, queued: 0, failed: 0 };
 
@@ -114,27 +115,6 @@ export class Realiser {
     }
   }
 
-  /** How often in-flight waits are checked for cycles (a forged or corrupt index can make one). */
-  static readonly CYCLE_CHECK_MS = 500;
-  private cycleTimer: NodeJS.Timeout | undefined;
-
-  private watchCycles(): void {
-    if (this.cycleTimer) return;
-    this.cycleTimer = setInterval(() => {
-      if (this.inflight.size === 0) {
-        clearInterval(this.cycleTimer);
-        this.cycleTimer = undefined;
-        return;
-      }
-      for (const cycle of findCycles(this.inflight.values())) {
-        const keys = cycle.map((j) => j.key);
-        const err = new LazyError('REALISE_CYCLE', `dependency cycle: ${[...keys, keys[0]].join(' → ')}`, { details: { cycle: keys } });
-        for (const j of cycle) j.controller.abort(err);
-      }
-    }, Realiser.CYCLE_CHECK_MS);
-    this.cycleTimer.unref();
-  }
-
   private job<T>(key: string, run: (job: Job<T>) => Promise<T>): Job<T> {
     const existing = this.inflight.get(key) as Job<T> | undefined;
     if (existing && !existing.controller.signal.aborted) return existing;
@@ -144,7 +124,7 @@ export class Realiser {
       return run(j);
     });
     this.inflight.set(key, job as Job<unknown>);
-    this.watchCycles();
+    this.cycles.watch(() => this.inflight.values());
     job.promise.then(
       () => this.inflight.get(key) === job && this.inflight.delete(key),
       () => this.inflight.get(key) === job && this.inflight.delete(key),
@@ -208,15 +188,7 @@ export class Realiser {
       this.emit('queued', 'build', { drvPath }, +1);
       const state = { counted: false };
       try {
-        const needed: StorePath[] = drv.inputSrcs.map((s) => parseStorePath(s));
-        for (const [inDrvPath, names] of drv.inputDrvs) {
-          const inDrv = await known.load(inDrvPath, { signal: job.signal });
-          for (const n of names) {
-            const o = inDrv.outputs.get(n);
-            if (!o) throw new LazyError('REALISE_BAD_DRV', `'${drvPath}' wants output '${n}' of '${inDrvPath}', which has none`, { details: { drvPath } });
-            needed.push(parseStorePath(o.path));
-          }
-        }
+        const needed = await neededInputs(known, drvPath, drv, { signal: job.signal });
         await Promise.all(needed.map((p) => waitForJob(this.pathJob(p), job, job.signal)));
         const inputPaths = await this.store.closure(needed);
         return await this.staging(() => this.build({ drvPath, drv, outputs, inputPaths }, job, state));
