@@ -8,6 +8,8 @@ export interface ProgressCounts {
   done: number;
   /** In the sandbox / downloading now. */
   running: number;
+  /** Builder exited, outputs being checked and registered. */
+  finishing: number;
   /** Wanted, not yet running (waiting for inputs or for a slot). */
   queued: number;
   failed: number;
@@ -24,7 +26,7 @@ export type ProgressListener = (e: ProgressEvent) => void;
 /** `[12/501 built, 4 running] building dag500-3-17` */
 export function formatProgress(e: ProgressEvent, label: string): string {
   const c = e.counts;
-  const total = c.done + c.running + c.queued + c.failed;
+  const total = c.done + c.running + c.finishing + c.queued + c.failed;
   const verb = e.type === 'started' ? (e.kind === 'build' ? 'building' : 'fetching') : e.type;
   return `[${c.done}/${total} built, ${c.running} running${c.failed ? `, ${c.failed} failed` : ''}] ${verb} ${label}`;
 }

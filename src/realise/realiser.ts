@@ -62,7 +62,7 @@ export class Realiser {
   private readonly failures: FailureCache;
   private readonly cycles = new CycleWatch();
   private readonly events = new EventEmitter();
-  readonly counts: ProgressCounts = { done: 0, running: 0, queued: 0, failed: 0 };
+  readonly counts: ProgressCounts = { done: 0, running: 0, finishing: 0, queued: 0, failed: 0 };
 
   constructor(store: LocalStore, opts: RealiserOptions = {}) {
     this.store = store;
@@ -222,6 +222,7 @@ export class Realiser {
           return await fn();
         } finally {
           this.counts.running--;
+          this.counts.finishing++;
         }
       });
     try {
@@ -233,10 +234,12 @@ export class Realiser {
         slot,
         signal: job.signal,
       });
+      this.counts.finishing--;
       this.counts.done++;
       this.publish({ type: 'finished', kind: 'build', drvPath, counts: { ...this.counts } });
       return infos;
     } catch (e) {
+      if (sandboxed) this.counts.finishing--;
       if (isLazyError(e, 'ABORTED')) {
         if (sandboxed) this.publish({ type: 'dropped', kind: 'build', drvPath, counts: { ...this.counts } });
       } else {

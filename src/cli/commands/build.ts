@@ -105,11 +105,14 @@ async function reportFailure(e: unknown, reported: Set<string>): Promise<void> {
 function showProgress(subscribe: (l: (e: ProgressEvent) => void) => () => void): () => void {
   const tty = process.stderr.isTTY;
   let last = '';
+  let current: ProgressEvent | undefined;
   const off = subscribe((e) => {
-    const label = e.drvPath ? e.drvPath.slice(44, -4) : (e.path?.slice(44) ?? '');
+    if (e.type === 'started') current = e;
+    const shown = current ?? e;
+    const label = shown.drvPath ? shown.drvPath.slice(44, -4) : (shown.path?.slice(44) ?? '');
     if (tty) {
       if (e.type === 'started' || e.type === 'finished' || e.type === 'failed') {
-        last = formatProgress(e, label);
+        last = formatProgress({ ...shown, counts: e.counts } as ProgressEvent, label);
         process.stderr.write(`\r\x1b[K${last.slice(0, (process.stderr.columns || 80) - 1)}`);
       }
     } else if (e.type === 'started') {
