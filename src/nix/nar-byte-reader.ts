@@ -25,6 +25,13 @@ export class ByteReader {
     return this.buf.length - this.pos;
   }
 
+  /** What the source threw, if it failed: never to be reinterpreted as a NAR format error. */
+  private sourceError: unknown;
+
+  isSourceError(e: unknown): boolean {
+    return this.sourceError !== undefined && e === this.sourceError;
+  }
+
   /** Rest of a chunk not yet in `buf` (set when a string straddled two chunks). */
   private pending: Buffer | undefined;
 
@@ -39,7 +46,14 @@ export class ByteReader {
     this.pending = undefined;
     while (chunk === undefined) {
       if (this.done) return false;
-      const r = await this.it.next();
+      let r: IteratorResult<Uint8Array>;
+      try {
+        r = await this.it.next();
+      } catch (e) {
+        this.sourceError = e;
+        this.done = true;
+        throw e;
+      }
       if (r.done === true) {
         this.done = true;
         return false;

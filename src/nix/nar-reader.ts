@@ -215,7 +215,12 @@ class NarParser {
       const m = this.bytes(MAX_TOKEN, 'magic');
       magic = Buffer.isBuffer(m) ? m : await m;
     } catch (e) {
-      if (e instanceof LazyError && e.code !== 'NAR_TRUNCATED') fail('NAR_BAD_MAGIC', 'not a NAR (bad magic)', magicAt);
+      // Only the parser's own complaints about the first string mean "not a NAR"; whatever the
+      // source threw (a download, a decompressor, an abort, a caller's size limit) is the cause
+      // and passes through unchanged.
+      if (e instanceof LazyError && (e.code === 'NAR_TOO_LONG' || e.code === 'NAR_BAD_PADDING') && !this.r.isSourceError(e)) {
+        fail('NAR_BAD_MAGIC', 'not a NAR (bad magic)', magicAt);
+      }
       throw e;
     }
     if (magic.toString('latin1') !== NarWriter.MAGIC) fail('NAR_BAD_MAGIC', 'not a NAR (bad magic)', magicAt);

@@ -71,7 +71,7 @@ export async function importNar(
       if (ca.method === 'recursive' && ca.hash.algo !== 'sha256') algos.add(ca.hash.algo);
     }
     const tap = new NarTap(path, expected.narSize, algos, undefined, opts.signal);
-    const restored = await withPath(path, restoreNar(tap.wrap(source), dest, opts), tap);
+    const restored = await withPath(path, restoreNar(tap.wrap(source), dest, opts));
     const narHashes = tap.hashes(restored.narHash);
     if (expected.narSize !== undefined && restored.narSize !== expected.narSize) {
       throw sizeMismatch(path, expected.narSize, restored.narSize);
@@ -122,7 +122,7 @@ export async function importDirectory(store: LocalStore, srcPath: string, opts: 
   const dest = store.tempPath(`import-${name}`);
   try {
     const tap = new NarTap(opts.path ?? name, undefined, new Set(), scanner, signal);
-    const restored = await withPath(opts.path ?? srcPath, restoreNar(tap.wrap(dumpPath(srcPath, { signal })), dest, { signal }), tap);
+    const restored = await withPath(opts.path ?? srcPath, restoreNar(tap.wrap(dumpPath(srcPath, { signal })), dest, { signal }));
     const references = [...scanner.found()].map((h) => candidates.get(h)!).sort();
     const recursive = { method: 'recursive' as const, hash: restored.narHash };
     const sourcePath = makeFixedOutputPath(
@@ -174,20 +174,11 @@ class NarTap {
     this.extra = new Map([...algos].map((a) => [a, new StreamingHash(a)]));
   }
 
-  /** Set when the tap itself stopped the stream; wins over whatever the NAR parser made of it. */
-  failure: LazyError | undefined;
-
   async *wrap(source: AsyncIterable<Uint8Array>): AsyncGenerator<Buffer> {
     for await (const chunk of source) {
-      if (this.signal?.aborted) {
-        this.failure = abortError(this.signal);
-        throw this.failure;
-      }
+      if (this.signal?.aborted) throw abortError(this.signal);
       this.size += chunk.length;
-      if (this.limit !== undefined && this.size > this.limit) {
-        this.failure = sizeMismatch(this.what, this.limit, this.size, true);
-        throw this.failure;
-      }
+      if (this.limit !== undefined && this.size > this.limit) throw sizeMismatch(this.what, this.limit, this.size, true);
       for (const h of this.extra.values()) h.update(chunk);
       this.scanner?.update(chunk);
       yield Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.length);
@@ -208,12 +199,14 @@ function sizeMismatch(path: string, expected: number, actual: number, atLeast = 
   });
 }
 
-/** Errors of the NAR layer name the path they were importing; the tap's own failure comes first. */
-async function withPath<T>(path: string, p: Promise<T>, tap: NarTap): Promise<T> {
+/**
+ * Errors of the NAR layer name the path they were importing. The tap's own failures (STORE_*,
+ * ABORTED) reach here unchanged: parseNar passes its source's errors through.
+ */
+async function withPath<T>(path: string, p: Promise<T>): Promise<T> {
   try {
     return await p;
   } catch (e) {
-    if (tap.failure) throw tap.failure;
     if (isLazyError(e) && !e.code.startsWith('STORE_') && e.code !== 'ABORTED') {
       throw new LazyError(e.code, `importing '${path}': ${e.message}`, { cause: e, details: { ...e.details, path } });
     }

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { parseNar, type NarSink } from '../../src/nix/nar-reader.js';
 import { encodeNar, NarWriter } from '../../src/nix/nar-writer.js';
-import { isLazyError } from '../../src/errors.js';
+import { LazyError, isLazyError } from '../../src/errors.js';
 import { chunked, expectedEvents, narTreeArb, recordingSink, withoutOffsets } from './nar-helpers.js';
 
 describe('parseNar', () => {
@@ -76,5 +76,34 @@ describe('parseNar', () => {
     const nar = encodeNar({ type: 'regular', contents: 'x' });
     const e = await parseNar(chunked(nar), recordingSink().sink, { signal: ac.signal }).catch((x: unknown) => x);
     expect(isLazyError(e, 'ABORTED')).toBe(true);
+  });
+  it("passes the source's own errors through while reading the magic; only bad bytes are NAR_BAD_MAGIC", async () => {
+    const nar = encodeNar({ type: 'regular', contents: 'x' });
+    async function* failing(prefix: number, err: unknown): AsyncGenerator<Buffer> {
+      if (prefix > 0) yield nar.subarray(0, prefix);
+      throw err;
+    }
+    // A download failure, a caller's size limit (even one with a NAR_ code), an abort, a plain Error.
+    const errors = [
+      new LazyError('SUBST_HTTP_FAILED', 'connection reset', { details: { transient: true } }),
+      new LazyError('STORE_NAR_SIZE_MISMATCH', 'too big'),
+      new LazyError('NAR_TOO_LONG', 'an inner NAR'),
+      new LazyError('ABORTED', 'aborted'),
+      new Error('xz: broken pipe'),
+    ];
+    for (const err of errors) {
+      for (const prefix of [0, 4, 12]) {
+        const got = await parseNar(failing(prefix, err), recordingSink().sink).catch((x: unknown) => x);
+        expect(got).toBe(err);
+      }
+    }
+    const bad = Buffer.from(nar);
+    bad[8] = 0x4d; // 'M' for 'n'
+    const e1 = await parseNar(chunked(bad), recordingSink().sink).catch((x: unknown) => x);
+    expect(isLazyError(e1, 'NAR_BAD_MAGIC')).toBe(true);
+    const long = Buffer.alloc(64);
+    long.writeUInt32LE(1000, 0);
+    const e2 = await parseNar(chunked(long), recordingSink().sink).catch((x: unknown) => x);
+    expect(isLazyError(e2, 'NAR_BAD_MAGIC')).toBe(true);
   });
 });
