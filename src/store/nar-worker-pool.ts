@@ -54,8 +54,13 @@ const idle: PoolWorker[] = [];
 let nextId = 1;
 export const newJobId = (): number => nextId++;
 
+/**
+ * The worker gets no execArgv: it would inherit the parent's, and under `node --input-type=module
+ * -e …` (or a default-type/loader flag) the CommonJS SOURCE above would be evaluated as ESM and
+ * fail with "require is not defined". SOURCE is self-contained, so it needs no flags.
+ */
 function spawn(): PoolWorker {
-  const pw: PoolWorker = { worker: new Worker(SOURCE, { eval: true, name: 'lazystore-nar' }) };
+  const pw: PoolWorker = { worker: new Worker(SOURCE, { eval: true, name: 'lazystore-nar', execArgv: [] }) };
   pw.worker.on('message', (m: NarJobReply) => pw.listener?.(m));
   let dead = false;
   const fail = (e: Error): void => {
