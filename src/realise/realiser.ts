@@ -61,6 +61,8 @@ export class Realiser {
   private readonly inflight = new Map<string, Job<unknown>>();
   private readonly failures: FailureCache;
   private readonly cycles = new CycleWatch();
+  /** Paths whose cache copy failed to import: their derivation builds them instead of asking again. */
+  private readonly cacheFailed = new Set<StorePath>();
   private readonly events = new EventEmitter();
   readonly counts: ProgressCounts = { done: 0, running: 0, finishing: 0, queued: 0, failed: 0 };
 
@@ -99,11 +101,25 @@ export class Realiser {
   /** What realise(p) would do, without starting work (a store lookup, a narinfo query, a readlink). */
   async plan(p: StorePath, opts: { signal?: AbortSignal } = {}): Promise<Plan | undefined> {
     if (await this.store.isValid(p)) return { kind: 'valid' };
-    if (this.substituters && (await this.substituters.query(p, { signal: opts.signal }))) return { kind: 'substitute' };
+    if ((await this.queryCaches(p, opts.signal)).found) return { kind: 'substitute' };
     const ref = await this.known?.lookupOutputFresh(p);
     if (!ref || !this.known) return undefined;
     const out = (await this.known.load(ref.drvPath)).outputs.get(ref.outputName);
     return out && fixedOutputSpec(out)?.method === 'flat' ? { kind: 'build', typeHint: 'regular' } : { kind: 'build' };
+  }
+
+  /** Asks the caches for `p`; a failed query is returned as `error`, not thrown (only cancellation is). */
+  private async queryCaches(
+    p: StorePath,
+    signal: AbortSignal | undefined,
+  ): Promise<{ found?: Awaited<ReturnType<Substituters['query']>>; error?: unknown }> {
+    if (!this.substituters) return {};
+    try {
+      return { found: await this.substituters.query(p, { signal }) };
+    } catch (e) {
+      if (isLazyError(e, 'ABORTED')) throw e;
+      return { error: e };
+    }
   }
 
   /** Forgets remembered failures (all, or of one drv or path). */
@@ -121,7 +137,14 @@ export class Realiser {
     const job = new Job<T>(key, async (j) => {
       const cached = this.failures.get(key);
       if (cached !== undefined) throw cached;
-      return run(j);
+      try {
+        return await run(j);
+      } catch (e) {
+        // remembered when the job as a whole failed (a failed cache copy that a build replaced is
+        // not); "not found" and cycles are not, so a later `known add` takes effect at once
+        if (!isLazyError(e, 'REALISE_NOT_FOUND') && !isLazyError(e, 'REALISE_CYCLE')) this.failures.set(key, e);
+        throw e;
+      }
     });
     this.inflight.set(key, job as Job<unknown>);
     this.cycles.watch(() => this.inflight.values());
@@ -136,12 +159,23 @@ export class Realiser {
     return this.job<PathInfo>(`path:${p}`, async (job) => {
       const valid = await this.store.queryPathInfo(p);
       if (valid) return valid;
-      const found = await this.substituters?.query(p, { signal: job.signal });
+      // A cache that fails (unreachable, corrupt or untrusted copy) does not end the job: a known
+      // derivation still builds the path, as Nix falls back to building; its error is kept for
+      // the case where nothing can.
+      let { found, error } = await this.queryCaches(p, job.signal);
       if (found && this.substituters) {
         const subst = this.substituters;
-        const refs = found.info.references.map((r) => parseStoreBaseName(r)).filter((r) => r !== p);
-        await Promise.all(refs.map((r) => waitForJob(this.pathJob(r), job, job.signal)));
-        return this.run({ path: p }, job, () => subst.importPath(this.store, found, { signal: job.signal }));
+        const from = found;
+        try {
+          const refs = from.info.references.map((r) => parseStoreBaseName(r)).filter((r) => r !== p);
+          await Promise.all(refs.map((r) => waitForJob(this.pathJob(r), job, job.signal)));
+          return await this.run({ path: p }, job, () => subst.importPath(this.store, from, { signal: job.signal }));
+        } catch (e) {
+          if (isLazyError(e, 'ABORTED') || isLazyError(e, 'REALISE_CYCLE')) throw e;
+          error = e;
+          found = undefined;
+          this.cacheFailed.add(p);
+        }
       }
       const ref = await this.known?.lookupOutputFresh(p);
       if (ref) {
@@ -149,6 +183,7 @@ export class Realiser {
         const info = outs.get(ref.outputName);
         if (info) return info;
       }
+      if (error !== undefined) throw error;
       throw new LazyError('REALISE_NOT_FOUND', `don't know how to realise '${p}': no substituter has it and no known derivation produces it`, {
         details: { path: p },
       });
@@ -170,10 +205,10 @@ export class Realiser {
       if (valid.size === outputs.size) return valid;
       // like Nix: when the caches have every missing output, substitute instead of building
       if (this.substituters) {
-        const subst = this.substituters;
         const missing = [...outputs].filter(([name]) => !valid.has(name));
-        const found = await Promise.all(missing.map(([, p]) => subst.query(p, { signal: job.signal })));
-        if (found.every((f) => f !== undefined)) {
+        const retry = missing.every(([, p]) => !this.cacheFailed.has(p));
+        const found = retry ? await Promise.all(missing.map(async ([, p]) => (await this.queryCaches(p, job.signal)).found)) : [];
+        if (retry && found.every((f) => f !== undefined)) {
           try {
             const infos = await Promise.all(missing.map(([, p]) => waitForJob(this.pathJob(p), job, job.signal)));
             missing.forEach(([name], i) => valid.set(name, infos[i]!));
@@ -246,7 +281,6 @@ export class Realiser {
         if (!state.counted) this.counts.queued--;
         state.counted = true;
         this.counts.failed++;
-        this.failures.set(job.key, e);
         const logPath = isLazyError(e) ? (e.details.logPath as string | undefined) : undefined;
         this.publish({ type: 'failed', kind: 'build', drvPath, error: e, logPath, counts: { ...this.counts } });
       }
@@ -272,7 +306,6 @@ export class Realiser {
           this.publish({ type: 'dropped', kind: 'substitute', ...what, counts: { ...this.counts } });
         } else {
           this.counts.failed++;
-          this.failures.set(job.key, e);
           this.publish({ type: 'failed', kind: 'substitute', ...what, error: e, counts: { ...this.counts } });
         }
         throw e;

@@ -4,7 +4,8 @@
  * cancellation leaving the others' job alone, cycles failing instead of hanging, plan()
  * answering without work, substitution before building.
  */
-import { readdir, symlink, readFile } from 'node:fs/promises';
+import { chmod, cp, mkdtemp, readdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { LazyError, isLazyError } from '../../src/errors.js';
@@ -200,6 +201,44 @@ describe('Realiser', () => {
     const outs = await e.realiser.realiseDrv(parseStorePath(multi.drvPath));
     expect([...outs.values()].map((i) => i.path).sort()).toEqual(Object.values(multi.outputs).map((o) => o.path).sort());
     expect(events.filter((x) => x.kind === 'build')).toEqual([]);
+  });
+
+  it('falls back to building when a cache fails: a corrupt NAR, or a narinfo it cannot parse', async () => {
+    // a copy of the signed uncompressed cache: chain A's NAR has a flipped byte, chain B's narinfo is garbage
+    const dir = await mkdtemp(join(tmpdir(), 'lazystore-badcache-'));
+    try {
+      await cp(join(FIXTURES, 'cache-none-signed'), dir, { recursive: true });
+      const a = fixtureDrv('chain.A');
+      const b = fixtureDrv('chain.B');
+      const aInfo = await readFile(join(dir, `${hashPart(parseStorePath(a.outputs.out!.path))}.narinfo`), 'utf8');
+      const nar = join(dir, /^URL: (.*)$/m.exec(aInfo)![1]!);
+      const bytes = await readFile(nar);
+      bytes[bytes.length - 20]! ^= 0xff;
+      await chmod(nar, 0o644);
+      await writeFile(nar, bytes);
+      await writeFile(join(dir, `${hashPart(parseStorePath(b.outputs.out!.path))}.narinfo`), 'StorePath: not a path\n');
+
+      const e = await env({ substituters: new Substituters([await openBinaryCache(`file://${dir}`)], { requireSigs: false }) });
+      const c = fixtureDrv('chain.C');
+      await e.known.add(c.drvPath);
+      const events = record(e);
+      const info = await e.realiser.realise(parseStorePath(c.outputs.out!.path));
+      expect(formatHash(info.narHash)).toBe(c.outputs.out!.narHash);
+      const infoB = await e.realiser.realise(parseStorePath(b.outputs.out!.path));
+      expect(formatHash(infoB.narHash)).toBe(b.outputs.out!.narHash);
+      // C came from the cache; A and B could not (C references only A): built, with Nix's bytes
+      const built = events.filter((x) => x.type === 'finished' && x.kind === 'build').map((x) => x.drvPath);
+      expect(built).toEqual(expect.arrayContaining([a.drvPath, b.drvPath]));
+      const infoA = await e.store.queryPathInfo(parseStorePath(a.outputs.out!.path));
+      expect(infoA && formatHash(infoA.narHash)).toBe(a.outputs.out!.narHash);
+
+      // with nothing to build it from, the cache's own error is what the caller sees
+      const bare = await env({ substituters: new Substituters([await openBinaryCache(`file://${dir}`)], { requireSigs: false }) });
+      const err = await rejection(bare.realiser.realise(parseStorePath(a.outputs.out!.path)));
+      expect(err.code).toBe('STORE_NAR_HASH_MISMATCH');
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });
 
