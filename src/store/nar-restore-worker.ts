@@ -26,7 +26,7 @@ export type RestoreOp =
   | ['c'];
 
 export type RestoreMessage =
-  | { op: 'restore'; id: number; root: string; ring: SharedArrayBuffer; slotSize: number }
+  | { op: 'restore'; id: number; root: string; ring: SharedArrayBuffer | ArrayBuffer; slotSize: number }
   /** `ops` is the JSON of a RestoreOp[]: one string clones ~10x faster than thousands of small arrays. */
   | { op: 'restore-batch'; id: number; slot: number; ops: string }
   | { op: 'restore-end'; id: number; abort: boolean };
@@ -37,10 +37,16 @@ export interface RestoreFailure {
   details: Record<string, unknown>;
 }
 
-/** Returns the message handler; `reply` posts to the parent. */
-export function narRestoreHandler(reply: (m: { id: number; kind: 'ack' | 'done' } | ({ id: number; kind: 'error' } & RestoreFailure)) => void): (m: RestoreMessage) => void {
+/**
+ * Returns the message handler; `reply` posts to the parent. `fsModule` is given when the handler
+ * runs in the caller's thread (restoreNar's small-NAR path, an ES module without `require`).
+ */
+export function narRestoreHandler(
+  reply: (m: { id: number; kind: 'ack' | 'done' } | ({ id: number; kind: 'error' } & RestoreFailure)) => void,
+  fsModule?: typeof import('node:fs'),
+): (m: RestoreMessage) => void {
   /* eslint-disable-next-line @typescript-eslint/no-require-imports */
-  const fs = require('node:fs') as typeof import('node:fs');
+  const fs = fsModule ?? (require('node:fs') as typeof import('node:fs'));
   const C = fs.constants;
   const CREATE = C.O_WRONLY | C.O_CREAT | C.O_EXCL | C.O_NOFOLLOW;
   let umask = 0o777;
@@ -53,7 +59,7 @@ export function narRestoreHandler(reply: (m: { id: number; kind: 'ack' | 'done' 
 
   interface State {
     root: Buffer;
-    ring: SharedArrayBuffer;
+    ring: SharedArrayBuffer | ArrayBuffer;
     slotSize: number;
     fd: number;
     fdPath: Buffer | undefined;

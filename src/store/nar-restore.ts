@@ -7,7 +7,8 @@
  * twice), and every entry is created new — files with O_CREAT|O_EXCL|O_NOFOLLOW, directories
  * with mkdir, symlinks with symlink — so nothing is written through a symlink or over a file.
  *
- * Speed: this thread parses and hashes; a shared NAR worker thread creates the files with synchronous
+ * Speed: this thread parses and hashes; a small NAR (see LOCAL_OPS) is then written here with
+ * synchronous calls; a larger one by a shared NAR worker thread, which creates the files with synchronous
  * calls (see nar-restore-worker.ts), fed batches of operations whose file contents are copied
  * into the slots of a shared ring. Files get their final mode at creation and mtime through
  * the open fd; directories are sealed (0555, mtime 1) once all entries exist. Memory: the ring
@@ -16,10 +17,11 @@
  * On failure the partial tree is left for the caller to remove (the store restores into tmp/).
  */
 import { createHash } from 'node:crypto';
+import * as fs from 'node:fs';
 import { LazyError, throwIfAborted } from '../errors.js';
 import type { Hash } from '../nix/hash.js';
 import { SMALL_FILE, parseNar, type NarSink } from '../nix/nar-reader.js';
-import type { RestoreOp } from './nar-restore-worker.js';
+import { narRestoreHandler, type RestoreMessage, type RestoreOp } from './nar-restore-worker.js';
 import type { NarJobReply } from './nar-worker-main.js';
 import { newJobId, openSharedChannel, replyError } from './nar-worker-pool.js';
 
@@ -33,6 +35,29 @@ const SLOT_SIZE = Math.max(4 << 20, SMALL_FILE);
 const RING_SLOTS = 4;
 /** Operations per batch, so a NAR of many empty files still streams. */
 const MAX_OPS = 4096;
+/**
+ * A NAR of at most LOCAL_OPS entries and LOCAL_BYTES of contents is written in this thread with
+ * synchronous calls once parsed, never touching the worker (no 16 MiB ring, no messages, no
+ * wake-ups). Measured on the test machine's ext4, 562 host paths: a one-file path takes 0.04 ms
+ * median, 0.3-0.4 ms p99 here. An entry costs 0.02-0.05 ms, but a file create took 0.3-0.9 ms
+ * while other processes loaded the disk, so 4 entries: this thread stalls ~0.2 ms typically,
+ * a few ms in the worst case measured.
+ */
+const LOCAL_OPS = 4;
+const LOCAL_BYTES = 64 << 10;
+
+/** The restore handler run in this thread for small NARs; replies arrive synchronously. */
+let localReplies: Parameters<Parameters<typeof narRestoreHandler>[0]>[0][] = [];
+let localHandler: ((m: RestoreMessage) => void) | undefined;
+function applyLocally(msgs: RestoreMessage[]): void {
+  localHandler ??= narRestoreHandler((m) => void localReplies.push(m), fs);
+  localReplies = [];
+  for (const m of msgs) {
+    localHandler(m);
+    const err = localReplies.find((r) => r.kind === 'error');
+    if (err) throw replyError(err);
+  }
+}
 
 export async function restoreNar(
   source: AsyncIterable<Uint8Array>,
@@ -50,8 +75,12 @@ export async function restoreNar(
   }
 
   const id = newJobId();
-  const ring = new SharedArrayBuffer(RING_SLOTS * SLOT_SIZE);
-  const ringBuf = Buffer.from(ring);
+  // Until the NAR outgrows the local limits, contents collect in a private buffer and no worker
+  // is involved; then they move to slot 0 of the shared ring and the worker takes over.
+  let local = true;
+  const localBuf = new ArrayBuffer(LOCAL_BYTES);
+  let buf: Buffer = Buffer.from(localBuf);
+  let cap = LOCAL_BYTES;
   let failed: LazyError | undefined;
   let finished = false; // the worker has no more state for this job
   let inflight = 0;
@@ -69,9 +98,19 @@ export async function restoreNar(
     finished = true;
     wake?.();
   };
-  const channel = openSharedChannel(id, listener, onFail);
+  let channel: ReturnType<typeof openSharedChannel> | undefined;
   const event = (): Promise<void> => new Promise<void>((r) => (wake = r)).then(() => void (wake = undefined));
-  channel.post({ op: 'restore', id, root: destPath, ring, slotSize: SLOT_SIZE });
+  const toWorker = (): ReturnType<typeof openSharedChannel> => {
+    const ring = new SharedArrayBuffer(RING_SLOTS * SLOT_SIZE);
+    const ringBuf = Buffer.from(ring);
+    buf.copy(ringBuf, 0, 0, used);
+    buf = ringBuf;
+    cap = SLOT_SIZE;
+    local = false;
+    const ch = openSharedChannel(id, listener, onFail);
+    ch.post({ op: 'restore', id, root: destPath, ring, slotSize: SLOT_SIZE });
+    return ch;
+  };
 
   let slot = 0;
   let used = 0;
@@ -79,6 +118,7 @@ export async function restoreNar(
   const flush = async (): Promise<void> => {
     if (failed) throw failed;
     throwIfAborted(signal); // once per MiB, so a huge file's contents stop too
+    channel ??= toWorker(); // a flush means the NAR outgrew the local limits
     if (ops.length === 0) return;
     channel.post({ op: 'restore-batch', id, slot, ops: JSON.stringify(ops) });
     inflight++;
@@ -92,23 +132,23 @@ export async function restoreNar(
 
   const push = (op: RestoreOp): void | Promise<void> => {
     ops.push(op);
-    if (ops.length >= MAX_OPS) return flush();
+    if (ops.length > (local ? LOCAL_OPS : MAX_OPS - 1)) return flush();
   };
   const sink: NarSink = {
     directory: (path) => push(['d', path]),
     symlink: (path, target) => push(['l', path, target]),
     fileData(path, executable, data) {
-      if (data.length > SLOT_SIZE - used) return flush().then(() => sink.fileData!(path, executable, data, 0));
+      if (data.length > cap - used) return flush().then(() => sink.fileData!(path, executable, data, 0));
       const off = used;
-      used += data.copy(ringBuf, slot * SLOT_SIZE + used);
+      used += data.copy(buf, slot * SLOT_SIZE + used);
       return push(['f', path, executable ? 0o555 : 0o444, off, data.length]);
     },
     async file(path, executable, size, contents) {
       const mode = executable ? 0o555 : 0o444;
       if (size <= SLOT_SIZE) {
-        if (size > SLOT_SIZE - used) await flush();
+        if (size > cap - used) await flush();
         const off = used;
-        for await (const c of contents) used += c.copy(ringBuf, slot * SLOT_SIZE + used);
+        for await (const c of contents) used += c.copy(buf, slot * SLOT_SIZE + used);
         await push(['f', path, mode, off, size]);
         return;
       }
@@ -116,8 +156,8 @@ export async function restoreNar(
       for await (const c of contents) {
         let at = 0;
         while (at < c.length) {
-          if (used === SLOT_SIZE) await flush();
-          const k = c.copy(ringBuf, slot * SLOT_SIZE + used, at, Math.min(c.length, at + SLOT_SIZE - used));
+          if (used === cap) await flush();
+          const k = c.copy(buf, slot * SLOT_SIZE + used, at, Math.min(c.length, at + cap - used));
           ops.push(['w', used, k]);
           used += k;
           at += k;
@@ -128,6 +168,7 @@ export async function restoreNar(
   };
 
   const end = async (abort: boolean): Promise<void> => {
+    if (channel === undefined) return;
     if (!finished) {
       channel.post({ op: 'restore-end', id, abort });
       while (!finished) await event();
@@ -138,7 +179,14 @@ export async function restoreNar(
   let narSize: number;
   try {
     ({ narSize } = await parseNar(hashed(), sink, { signal }));
-    await flush();
+    if (local) {
+      throwIfAborted(signal);
+      applyLocally([
+        { op: 'restore', id, root: destPath, ring: localBuf, slotSize: LOCAL_BYTES },
+        { op: 'restore-batch', id, slot: 0, ops: JSON.stringify(ops) },
+        { op: 'restore-end', id, abort: false },
+      ]);
+    } else await flush();
   } catch (e) {
     await end(true);
     throw failed ?? e;

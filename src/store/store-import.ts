@@ -4,8 +4,10 @@
  * modes and mtime as they are written — verify, then `register`. On any failure nothing is
  * left behind: the scratch directory is removed and the path stays invalid.
  */
+import { lstatSync, readFileSync, readlinkSync } from 'node:fs';
 import { LazyError, abortError, isLazyError } from '../errors.js';
 import { StreamingHash, formatHash, hashEquals, type Hash, type HashAlgo } from '../nix/hash.js';
+import { encodeNar } from '../nix/nar-writer.js';
 import { RefScanner } from '../nix/refscan.js';
 import { checkStoreName, hashPart, makeFixedOutputPath, nameOf, type StorePath } from '../nix/store-path.js';
 import { checkContentAddress, formatContentAddress, parseContentAddress } from './content-address.js';
@@ -122,7 +124,7 @@ export async function importDirectory(store: LocalStore, srcPath: string, opts: 
   const dest = store.tempPath(`import-${name}`);
   try {
     const tap = new NarTap(opts.path ?? name, undefined, new Set(), scanner, signal);
-    const restored = await withPath(opts.path ?? srcPath, restoreNar(tap.wrap(dumpPath(srcPath, { signal })), dest, { signal }));
+    const restored = await withPath(opts.path ?? srcPath, restoreNar(tap.wrap(smallNar(srcPath) ?? dumpPath(srcPath, { signal })), dest, { signal }));
     const references = [...scanner.found()].map((h) => candidates.get(h)!).sort();
     const recursive = { method: 'recursive' as const, hash: restored.narHash };
     const sourcePath = makeFixedOutputPath(
@@ -153,6 +155,33 @@ export async function importDirectory(store: LocalStore, srcPath: string, opts: 
     await removeTree(dest);
     throw e;
   }
+}
+
+/** Largest lone file whose NAR `smallNar` builds (restoreNar then writes it in this thread too). */
+const SMALL_DUMP = 60 << 10;
+
+/**
+ * The NAR of a lone small regular file or a symlink, read here with synchronous calls instead of
+ * by a dump worker (a job hand-out, a ring and two messages a path). Synchronous because the
+ * promise API's five thread-pool round trips cost more than the worker did (562 host paths:
+ * 0.57 s vs 0.50 s through the worker, 0.33 s with sync reads); a page-cached 60 KiB read
+ * takes ~30 µs. Undefined for anything else, or on any doubt, so dumpPath decides and reports.
+ */
+function smallNar(fsPath: string): AsyncIterable<Buffer> | undefined {
+  try {
+    const st = lstatSync(fsPath);
+    if (st.isSymbolicLink()) return once(encodeNar({ type: 'symlink', target: readlinkSync(fsPath, { encoding: 'buffer' }).toString('latin1') }));
+    if (!st.isFile() || st.size > SMALL_DUMP) return undefined;
+    const contents = readFileSync(fsPath);
+    if (contents.length !== st.size) return undefined; // changing under us
+    return once(encodeNar({ type: 'regular', executable: (st.mode & 0o100) !== 0, contents }));
+  } catch {
+    return undefined;
+  }
+}
+
+async function* once(b: Buffer): AsyncGenerator<Buffer> {
+  yield b;
 }
 
 /**

@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { restoreNar } from '../../src/store/nar-restore.js';
 import { dumpPath } from '../../src/store/nar-dump.js';
 import { parseNar } from '../../src/nix/nar-reader.js';
-import { encodeNar } from '../../src/nix/nar-writer.js';
+import { encodeNar, type NarTree } from '../../src/nix/nar-writer.js';
 import { formatHash, hashOf } from '../../src/nix/hash.js';
 import { isLazyError } from '../../src/errors.js';
 import { allOutputs, manifest } from '../helpers/fixtures.js';
@@ -57,6 +57,37 @@ describe('restoreNar', () => {
       }),
       { numRuns: 150 },
     );
+  });
+
+  it('restores NARs on both sides of the in-thread limits (4 entries, 64 KiB of contents) exactly', async () => {
+    const K = 64 << 10;
+    const files = (count: number, size: number): NarTree => ({
+      type: 'directory',
+      entries: Object.fromEntries(Array.from({ length: count }, (_, i) => [`f${String(i).padStart(3, '0')}`, { type: 'regular' as const, contents: Buffer.alloc(size, i) }])),
+    });
+    const trees: NarTree[] = [
+      { type: 'regular', contents: Buffer.alloc(K - 1, 1) },
+      { type: 'regular', executable: true, contents: Buffer.alloc(K, 2) },
+      { type: 'regular', contents: Buffer.alloc(K + 1, 3) },
+      { type: 'regular', contents: Buffer.alloc(5 << 20, 4) },
+      { type: 'symlink', target: 'x'.repeat(4000) },
+      files(2, 10),
+      files(3, 10),
+      files(4, 10),
+      files(40, 10),
+      files(3, 30_000),
+      { type: 'directory', entries: { a: { type: 'regular', contents: Buffer.alloc(K - 100, 5) }, b: { type: 'regular', contents: Buffer.alloc(200, 6) }, c: { type: 'symlink', target: 'a' } } },
+    ];
+    for (const tree of trees) {
+      const nar = encodeNar(tree);
+      for (const cuts of [[], [7, 100, 5000]]) {
+        const dest = fresh();
+        const r = await restoreNar(chunked(nar, cuts), dest);
+        expect(formatHash(r.narHash)).toBe(formatHash(hashOf('sha256', nar)));
+        expect((await collect(dumpPath(dest))).equals(nar)).toBe(true);
+        expectCanonical(dest);
+      }
+    }
   });
 
   it('restores what real Nix then hashes to the same NAR hash (random trees)', async () => {
