@@ -5,7 +5,7 @@
  */
 import { chmod, chown, mkdir, open, rm, stat, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { LazyError, throwIfAborted } from '../errors.js';
+import { LazyError, isLazyError, throwIfAborted } from '../errors.js';
 import type { Derivation } from '../nix/derivation.js';
 import { baseName, type StorePath } from '../nix/store-path.js';
 import type { LocalStore } from '../store/local-store.js';
@@ -14,7 +14,8 @@ import { builderEnv } from './builder-env.js';
 import { buildUser, type BuildUser } from './build-user.js';
 import { prepareInputs } from './input-view.js';
 import { finishOutputs } from './finish-outputs.js';
-import { runSandbox } from './run-sandbox.js';
+import { outputSize } from './output-size.js';
+import { DEFAULT_MAX_LOG_SIZE, runSandbox } from './run-sandbox.js';
 import { SANDBOX_ETC, builderArgv, bwrapArgs } from './sandbox.js';
 
 export interface BuildDerivationOptions {
@@ -28,6 +29,14 @@ export interface BuildDerivationOptions {
   cores: number;
   timeoutMs?: number;
   maxSilentMs?: number;
+  /** Kill the build when its log passes this many bytes (default DEFAULT_MAX_LOG_SIZE, 64 MiB; 0 = no limit). */
+  maxLogSize?: number;
+  /**
+   * Bound on what the build may write (default: none): /build, /tmp and /dev/shm are tmpfs
+   * mounts of this size (ENOSPC inside → BUILD_SIZE_LIMIT), and the outputs' total apparent
+   * size is checked once the builder has exited, before anything is hashed or registered.
+   */
+  maxBuildSize?: number;
   /**
    * Runs the sandbox itself (not the scratch set-up or the output registration) — where a
    * caller bounds concurrent builders. Default: run it now.
@@ -36,6 +45,23 @@ export interface BuildDerivationOptions {
   /** Observes the sandbox process (pid while it runs, undefined after), e.g. to count concurrency. */
   onProcess?: (pid: number | undefined) => void;
   signal?: AbortSignal;
+}
+
+/** The last 4 KiB of a log, as text ('' if unreadable). */
+async function logTail(logPath: string): Promise<string> {
+  try {
+    const h = await open(logPath, 'r');
+    try {
+      const { size } = await h.stat();
+      const buf = Buffer.alloc(Math.min(size, 4096));
+      await h.read(buf, 0, buf.length, size - buf.length);
+      return buf.toString('latin1');
+    } finally {
+      await h.close();
+    }
+  } catch {
+    return '';
+  }
 }
 
 /** Systems this machine builds for. */
@@ -79,10 +105,21 @@ export async function buildDerivation(store: LocalStore, opts: BuildDerivationOp
       prepareInputs(storeDir, opts.inputPaths, { realPath: (p) => store.realPath(p), linkFiles: user !== undefined }),
     ]);
     if (user) for (const d of [tmp, storeDir, buildDir]) await chown(d, user.uid, user.gid);
-    const args = bwrapArgs({ storeDir, buildDir, etcDir, inputs, network: fixed, env });
+    const maxBuildSize = opts.maxBuildSize;
+    const args = bwrapArgs({
+      storeDir,
+      buildDir,
+      etcDir,
+      inputs,
+      network: fixed,
+      env,
+      ...(maxBuildSize === undefined ? {} : { tmpfsSize: maxBuildSize, buildFiles: files.map((f) => f.name) }),
+    });
 
     await mkdir(dirname(logPath), { recursive: true });
     const log = await open(logPath, 'w');
+    // --max-build-size: the passAsFile files are copied into the /build tmpfs from these fds
+    const fileHandles = maxBuildSize === undefined ? [] : await Promise.all(files.map((f) => open(join(buildDir, f.name), 'r')));
     try {
       const slot = opts.slot ?? ((run) => run());
       await slot(() =>
@@ -90,21 +127,41 @@ export async function buildDerivation(store: LocalStore, opts: BuildDerivationOp
           args,
           argv,
           logFd: log.fd,
+          fds: fileHandles.map((h) => h.fd),
           drvPath,
           logPath,
           timeoutMs: opts.timeoutMs,
           maxSilentMs: opts.maxSilentMs,
+          maxLogSize: opts.maxLogSize ?? DEFAULT_MAX_LOG_SIZE,
           onProcess: opts.onProcess,
           user,
           signal,
         }),
       );
+    } catch (e) {
+      if (maxBuildSize !== undefined && isLazyError(e, 'BUILD_FAILED') && (await logTail(logPath)).includes('No space left on device')) {
+        throw new LazyError(
+          'BUILD_SIZE_LIMIT',
+          `${e.message}: it ran out of space in its ${maxBuildSize}-byte build directory (--max-build-size; 'No space left on device' in its log)`,
+          { cause: e, details: { ...e.details, maxBuildSize } },
+        );
+      }
+      throw e;
     } finally {
       await log.close();
+      for (const h of fileHandles) await h.close();
     }
     throwIfAborted(signal);
     const built = new Map<string, string>();
     for (const [name, p] of opts.outputs) built.set(name, join(storeDir, baseName(p)));
+    if (maxBuildSize !== undefined) {
+      const size = await outputSize(built.values(), { limit: maxBuildSize, signal });
+      if (size > maxBuildSize) {
+        throw new LazyError('BUILD_SIZE_LIMIT', `build of '${drvPath}' produced outputs of more than the maximum build size of ${maxBuildSize} bytes`, {
+          details: { drvPath, logPath, maxBuildSize },
+        });
+      }
+    }
     return await finishOutputs(store, {
       drvPath,
       drv,

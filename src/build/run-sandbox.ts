@@ -6,11 +6,18 @@
  * cancellation or timeout takes the whole build down.
  */
 import { spawn } from 'node:child_process';
-import { fstat } from 'node:fs';
+import { fstat, ftruncate, write } from 'node:fs';
 import { promisify } from 'node:util';
 import { LazyError, abortError } from '../errors.js';
 
 const fstatAsync = promisify(fstat);
+const ftruncateAsync = promisify(ftruncate);
+const writeAsync = promisify(write);
+
+/** Default for maxLogSize (see docs/CONFIGURATION.md): 64 MiB. */
+export const DEFAULT_MAX_LOG_SIZE = 64 * 1024 * 1024;
+/** How often the log's size is checked against maxLogSize. */
+const LOG_POLL_MS = 50;
 
 export interface RunSandboxOptions {
   /** Options for bwrap (NUL-separated), see bwrapArgs. */
@@ -24,6 +31,14 @@ export interface RunSandboxOptions {
   logPath: string;
   timeoutMs?: number;
   maxSilentMs?: number;
+  /**
+   * Kill the build once its log passes this many bytes (0/undefined: no limit). Checked by
+   * polling the log fd every 50 ms, so the file can briefly pass the limit by what the builder
+   * writes in that time; it is then cut back to exactly the limit plus one line saying so.
+   */
+  maxLogSize?: number;
+  /** More fds for bwrap, at 4, 5, … (e.g. `--file 4 /build/x`). */
+  fds?: number[];
   /** Host user to run bwrap as (see build-user.ts); default: this process's. */
   user?: { uid: number; gid: number };
   /** Called with bwrap's pid once it runs, and with undefined when it has exited. */
@@ -42,7 +57,7 @@ export async function runSandbox(opts: RunSandboxOptions): Promise<void> {
   if (signal?.aborted) throw abortError(signal);
   const details = { drvPath: opts.drvPath, logPath: opts.logPath };
   const child = spawn(bwrapExecutable(), ['--args', '3', ...opts.argv], {
-    stdio: ['ignore', opts.logFd, opts.logFd, 'pipe'],
+    stdio: ['ignore', opts.logFd, opts.logFd, 'pipe', ...(opts.fds ?? [])],
     detached: true,
     ...(opts.user ? { uid: opts.user.uid, gid: opts.user.gid } : {}),
   });
@@ -91,8 +106,24 @@ export async function runSandbox(opts: RunSandboxOptions): Promise<void> {
     }, every);
     timers.push(poll);
   }
+  const maxLog = opts.maxLogSize ?? 0;
+  if (maxLog > 0) {
+    const poll = setInterval(() => {
+      fstatAsync(opts.logFd).then((st) => {
+        if (st.size > maxLog) {
+          kill(
+            new LazyError('BUILD_LOG_LIMIT', `build of '${opts.drvPath}' was killed: it exceeded the maximum log size of ${maxLog} bytes`, {
+              details: { ...details, maxLogSize: maxLog },
+            }),
+          );
+        }
+      }, () => undefined);
+    }, LOG_POLL_MS);
+    timers.push(poll);
+  }
   try {
     const { code, sig } = await exited;
+    if (killedFor?.code === 'BUILD_LOG_LIMIT') await cutLog(opts.logFd, maxLog).catch(() => undefined);
     if (killedFor) throw killedFor;
     if (code !== 0) {
       const how = code !== null ? `failed with exit code ${code}` : `was killed by signal ${sig ?? '?'}`;
@@ -102,5 +133,18 @@ export async function runSandbox(opts: RunSandboxOptions): Promise<void> {
     for (const t of timers) clearTimeout(t);
     signal?.removeEventListener('abort', onAbort);
     opts.onProcess?.(undefined);
+  }
+}
+
+/** Cuts a log that passed the limit back to `limit` bytes and says so on a last line. */
+async function cutLog(fd: number, limit: number): Promise<void> {
+  const note = Buffer.from(`\nlazystore: log truncated: the build exceeded the maximum log size of ${limit} bytes and was killed\n`);
+  // bwrap has exited, but the kernel may still be tearing down the sandbox's PID namespace:
+  // cut again if anything was written after the cut (at most a few times, 20 ms apart).
+  for (let i = 0; i < 5; i++) {
+    await ftruncateAsync(fd, limit);
+    await writeAsync(fd, note, 0, note.length, limit);
+    await new Promise((r) => setTimeout(r, 20));
+    if ((await fstatAsync(fd)).size === limit + note.length) return;
   }
 }

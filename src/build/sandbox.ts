@@ -47,7 +47,18 @@ export interface SandboxSpec {
   network: boolean;
   /** Full builder environment, byte strings. */
   env: ReadonlyMap<string, string>;
+  /**
+   * --max-build-size: /build (and /tmp, /dev/shm) become tmpfs mounts of at most this many
+   * bytes each instead of the buildDir bind, and `buildFiles` are copied into /build from fds
+   * 4, 5, … (see runSandbox's `fds`). Undefined: buildDir is bound and the tmpfs are unbounded.
+   */
+  tmpfsSize?: number;
+  /** Base names of the files put in /build (tmpfsSize only), in fd order. */
+  buildFiles?: readonly string[];
 }
+
+/** First fd of SandboxSpec.buildFiles (0-2 stdio, 3 the --args pipe). */
+export const BUILD_FILES_FD = 4;
 
 /** The options for `bwrap --args FD`, NUL-separated; the command goes on argv (builderArgv). */
 export function bwrapArgs(spec: SandboxSpec): Buffer {
@@ -70,10 +81,18 @@ export function bwrapArgs(spec: SandboxSpec): Buffer {
   a.push('--perms', '0755', '--dir', '/nix', '--perms', '0755', '--dir', '/etc');
   a.push('--bind', spec.storeDir, SANDBOX_STORE_DIR);
   for (const i of spec.inputs) a.push('--ro-bind', i.hostPath, i.storePath);
-  a.push('--bind', spec.buildDir, SANDBOX_BUILD_DIR, '--chdir', SANDBOX_BUILD_DIR);
+  const size = spec.tmpfsSize === undefined ? [] : ['--size', String(spec.tmpfsSize)];
+  if (spec.tmpfsSize === undefined) {
+    a.push('--bind', spec.buildDir, SANDBOX_BUILD_DIR);
+  } else {
+    // owned by the sandbox uid, 0700, like the bound dir
+    a.push(...size, '--perms', '0700', '--tmpfs', SANDBOX_BUILD_DIR);
+    (spec.buildFiles ?? []).forEach((name, i) => a.push('--perms', '0644', '--file', String(BUILD_FILES_FD + i), `${SANDBOX_BUILD_DIR}/${name}`));
+  }
+  a.push('--chdir', SANDBOX_BUILD_DIR);
   // bwrap's /dev also has core (→ /proc/kcore, unreadable); Nix adds kvm when the host has it
-  a.push('--dev', '/dev', '--perms', '1777', '--tmpfs', '/dev/shm', '--dev-bind-try', '/dev/kvm', '/dev/kvm');
-  a.push('--proc', '/proc', '--perms', '1777', '--tmpfs', '/tmp');
+  a.push('--dev', '/dev', ...size, '--perms', '1777', '--tmpfs', '/dev/shm', '--dev-bind-try', '/dev/kvm', '/dev/kvm');
+  a.push('--proc', '/proc', ...size, '--perms', '1777', '--tmpfs', '/tmp');
   a.push('--ro-bind', `${spec.etcDir}/passwd`, '/etc/passwd', '--ro-bind', `${spec.etcDir}/group`, '/etc/group');
   if (spec.network) {
     for (const f of NETWORK_ETC_FILES) a.push('--ro-bind-try', f, f);

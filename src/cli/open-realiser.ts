@@ -22,6 +22,8 @@ export interface RealiseArgs {
   'max-substitutions'?: string;
   timeout?: string;
   'max-silent-time'?: string;
+  'max-log-size'?: string;
+  'max-build-size'?: string;
 }
 
 export interface OpenedRealiser {
@@ -40,11 +42,24 @@ function positive(name: string, v: string | undefined, float = false): number | 
   return n;
 }
 
+/** A byte count: an integer, optionally with a K/M/G suffix (powers of 1024); `zero` allows 0. */
+export function byteCount(name: string, v: string | undefined, zero: boolean): number | undefined {
+  if (v === undefined) return undefined;
+  const m = /^(\d+)([KMG]?)$/i.exec(v.trim());
+  const n = m ? Number(m[1]) * 1024 ** ' KMG'.indexOf((m[2] || ' ').toUpperCase()) : NaN;
+  if (!Number.isSafeInteger(n) || (!zero && n === 0)) {
+    throw new LazyError('CLI_BAD_OPTION', `--${name} must be a ${zero ? 'non-negative' : 'positive'} number of bytes (K, M, G suffixes allowed), not '${v}'`);
+  }
+  return n;
+}
+
 export async function openRealiserFromArgs(values: RealiseArgs, opts: { signal?: AbortSignal } = {}): Promise<OpenedRealiser> {
   const maxJobs = positive('max-jobs', values['max-jobs']) ?? availableParallelism();
   const maxSubstitutions = positive('max-substitutions', values['max-substitutions']);
   const timeoutS = positive('timeout', values.timeout, true);
   const silentS = positive('max-silent-time', values['max-silent-time'], true);
+  const maxLogSize = byteCount('max-log-size', values['max-log-size'], true);
+  const maxBuildSize = byteCount('max-build-size', values['max-build-size'], false);
   const stateDir = values.state ?? defaultStateDir();
   const store = await LocalStore.open(stateDir, { signal: opts.signal });
   const known = await KnownDerivations.open(stateDir, store);
@@ -62,6 +77,8 @@ export async function openRealiserFromArgs(values: RealiseArgs, opts: { signal?:
     maxSubstitutions,
     timeoutMs,
     maxSilentMs: silentS === undefined ? undefined : silentS * 1000,
+    maxLogSize,
+    maxBuildSize,
   });
   return { stateDir, store, realiser, timeoutMs };
 }

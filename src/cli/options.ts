@@ -25,4 +25,8 @@ export const REALISE_OPTIONS = {
   timeout: { type: 'string' },
   /** Kill a build that prints nothing for this many seconds. */
   'max-silent-time': { type: 'string' },
+  /** Kill a build whose log passes this many bytes (default 64 MiB; 0 = no limit). */
+  'max-log-size': { type: 'string' },
+  /** Most bytes a build may write to /build, /tmp and its outputs (default: no limit). */
+  'max-build-size': { type: 'string' },
 } as const;

@@ -39,6 +39,10 @@ export interface RealiserOptions {
   failureTtlMs?: number;
   timeoutMs?: number;
   maxSilentMs?: number;
+  /** Per-build log limit in bytes (default 64 MiB, 0 = none); see BuildDerivationOptions. */
+  maxLogSize?: number;
+  /** Per-build bound on /build, /tmp and the outputs, in bytes (default: none); see BuildDerivationOptions. */
+  maxBuildSize?: number;
 }
 
 export interface Plan {
@@ -266,6 +270,8 @@ export class Realiser {
         cores: this.opts.cores ?? availableParallelism(),
         timeoutMs: this.opts.timeoutMs,
         maxSilentMs: this.opts.maxSilentMs,
+        maxLogSize: this.opts.maxLogSize,
+        maxBuildSize: this.opts.maxBuildSize,
         slot,
         signal: job.signal,
       });
