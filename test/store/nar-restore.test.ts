@@ -78,16 +78,17 @@ describe('restoreNar', () => {
       files(3, 30_000),
       { type: 'directory', entries: { a: { type: 'regular', contents: Buffer.alloc(K - 100, 5) }, b: { type: 'regular', contents: Buffer.alloc(200, 6) }, c: { type: 'symlink', target: 'a' } } },
     ];
-    for (const tree of trees) {
-      const nar = encodeNar(tree);
-      for (const cuts of [[], [7, 100, 5000]]) {
-        const dest = fresh();
-        const r = await restoreNar(chunked(nar, cuts), dest);
-        expect(formatHash(r.narHash)).toBe(formatHash(hashOf('sha256', nar)));
-        expect((await collect(dumpPath(dest))).equals(nar)).toBe(true);
-        expectCanonical(dest);
-      }
-    }
+    const check = async (nar: Buffer, cuts: number[]): Promise<void> => {
+      const dest = fresh();
+      const r = await restoreNar(chunked(nar, cuts), dest);
+      expect(formatHash(r.narHash)).toBe(formatHash(hashOf('sha256', nar)));
+      expect((await collect(dumpPath(dest))).equals(nar)).toBe(true);
+      expectCanonical(dest);
+    };
+    // One at a time (small NARs written in this thread), then all at once (small ones handed
+    // to the worker whole, as during a substitution).
+    for (const tree of trees) for (const cuts of [[], [7, 100, 5000]]) await check(encodeNar(tree), cuts);
+    await Promise.all(trees.flatMap((tree) => [[], [7, 100, 5000]].map((cuts) => check(encodeNar(tree), cuts))));
   });
 
   it('restores what real Nix then hashes to the same NAR hash (random trees)', async () => {
