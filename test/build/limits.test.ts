@@ -1,0 +1,139 @@
+/**
+ * --max-log-size and --max-build-size on real bwrap builds of nix-instantiate'd derivations
+ * (test/build/nix/limits.nix): a log flood is killed with BUILD_LOG_LIMIT, its log cut at the
+ * limit plus a note, nothing registered and no builder process left; a /build flood hits the
+ * tmpfs limit (BUILD_SIZE_LIMIT); an output over the limit is refused before registration;
+ * a normal build (passAsFile, /build, /tmp) is unaffected by either limit.
+ */
+import { readFileSync, readdirSync } from 'node:fs';
+import { readFile, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { LazyError } from '../../src/errors.js';
+import { parseDerivation } from '../../src/nix/derivation.js';
+import { parseStorePath, type StorePath } from '../../src/nix/store-path.js';
+import { Realiser } from '../../src/realise/realiser.js';
+import { freshEnv, instantiate, salt, type Env } from '../realise/helpers.js';
+
+const NIX = join(import.meta.dirname, 'nix', 'limits.nix');
+const MAX_LOG = 256 * 1024;
+const MAX_BUILD = 2 * 1024 * 1024;
+
+async function rejection(p: Promise<unknown>): Promise<LazyError> {
+  try {
+    await p;
+  } catch (e) {
+    if (e instanceof LazyError) return e;
+    throw e;
+  }
+  throw new Error('expected a rejection');
+}
+
+/** Pids of processes whose environment holds `salt=<s>` (builders of that derivation). */
+function buildersWithSalt(s: string): number[] {
+  const pids: number[] = [];
+  for (const d of readdirSync('/proc')) {
+    if (!/^\d+$/.test(d)) continue;
+    try {
+      if (readFileSync(`/proc/${d}/environ`, 'latin1').split('\0').includes(`salt=${s}`)) pids.push(Number(d));
+    } catch {
+      // gone, or not ours to read
+    }
+  }
+  return pids;
+}
+
+/**
+ * Waits (up to 2 s) for those builders to be gone: bwrap exits as soon as it is killed, and the
+ * kernel tears the sandbox's PID namespace down just after (measured: a few ms).
+ */
+async function buildersLeft(s: string): Promise<number[]> {
+  let left = buildersWithSalt(s);
+  for (let i = 0; i < 100 && left.length > 0; i++) {
+    await new Promise((r) => setTimeout(r, 20));
+    left = buildersWithSalt(s);
+  }
+  return left;
+}
+
+describe('build limits', () => {
+  let env: Env;
+  let limited: Realiser;
+  beforeAll(async () => {
+    env = await freshEnv({ maxJobs: 2, failureTtlMs: 0 });
+    limited = new Realiser(env.store, { known: env.known, maxJobs: 2, failureTtlMs: 0, maxLogSize: MAX_LOG, maxBuildSize: MAX_BUILD, timeoutMs: 60_000 });
+  });
+  afterAll(async () => {
+    await env?.cleanup();
+  });
+
+  async function drvOf(attr: string): Promise<{ drv: StorePath; out: StorePath; salt: string }> {
+    const s = salt();
+    const [drv] = instantiate(NIX, ['-A', attr, '--argstr', 'salt', s]);
+    await env.known.add(drv!);
+    const out = parseStorePath(parseDerivation(await readFile(drv!)).outputs.get('out')!.path);
+    return { drv: drv!, out, salt: s };
+  }
+
+  it('kills a log flood near the limit: BUILD_LOG_LIMIT, log cut at the limit, nothing registered, no process left', async () => {
+    const { drv, out, salt: s } = await drvOf('logFlood');
+    const e = await rejection(limited.realiseDrv(drv));
+    expect(e.code).toBe('BUILD_LOG_LIMIT');
+    expect(e.message).toContain(`build of '${drv}'`);
+    expect(e.message).toContain(`exceeded the maximum log size of ${MAX_LOG} bytes`);
+    const log = await readFile(env.store.logPath(drv));
+    const note = `\nlazystore: log truncated: the build exceeded the maximum log size of ${MAX_LOG} bytes and was killed\n`;
+    expect(log.subarray(MAX_LOG).toString()).toBe(note);
+    expect(log.subarray(0, MAX_LOG).toString()).toContain(`limits-flood ${s}`);
+    expect(log.subarray(0, MAX_LOG).includes(0)).toBe(false); // no hole from a late write
+    expect(await env.store.isValid(out)).toBe(false);
+    expect(await buildersLeft(s)).toEqual([]);
+  });
+
+  it('maxLogSize 0 means no limit (the flood then runs until the timeout)', async () => {
+    const { drv, salt: s } = await drvOf('logFlood');
+    const unlimited = new Realiser(env.store, { known: env.known, failureTtlMs: 0, maxLogSize: 0, timeoutMs: 1500 });
+    const e = await rejection(unlimited.realiseDrv(drv));
+    expect(e.code).toBe('BUILD_TIMEOUT');
+    const size = (await stat(env.store.logPath(drv))).size;
+    if (process.env.LIMITS_DEBUG) console.log(`unlimited flood: ${size} bytes of log in 1.5 s`);
+    expect(size).toBeGreaterThan(MAX_LOG);
+    expect(await buildersLeft(s)).toEqual([]);
+  });
+
+  it('fails a /build flood at the tmpfs limit with BUILD_SIZE_LIMIT', async () => {
+    const { drv, out } = await drvOf('buildFlood');
+    const e = await rejection(limited.realiseDrv(drv));
+    expect(e.code).toBe('BUILD_SIZE_LIMIT');
+    expect(e.message).toContain(`${MAX_BUILD}-byte build directory`);
+    expect(await readFile(env.store.logPath(drv), 'utf8')).toContain('No space left on device');
+    expect(await env.store.isValid(out)).toBe(false);
+    // the same derivation builds without the limit: it is the limit that stopped it
+    expect((await env.realiser.realiseDrv(drv)).get('out')!.path).toBe(out);
+  });
+
+  it('refuses an output over the limit before registering it', async () => {
+    const { drv, out } = await drvOf('bigOutput');
+    const e = await rejection(limited.realiseDrv(drv));
+    expect(e.code).toBe('BUILD_SIZE_LIMIT');
+    expect(e.message).toContain(`maximum build size of ${MAX_BUILD} bytes`);
+    expect(await env.store.isValid(out)).toBe(false);
+  });
+
+  it('leaves a normal build (passAsFile, /build, /tmp, a log) as it was', async () => {
+    const { drv } = await drvOf('small');
+    const a = (await limited.realiseDrv(drv)).get('out')!;
+    expect(await readFile(join(env.store.realPath(a.path), 'text'), 'utf8')).toBe('passed as a file\n');
+    expect(await readFile(env.store.logPath(drv), 'utf8')).toBe('log line\n');
+    // same NAR as a build without limits (a fresh store so it is built again)
+    const other = await freshEnv({ failureTtlMs: 0 });
+    try {
+      await other.known.add(drv);
+      const b = (await other.realiser.realiseDrv(drv)).get('out')!;
+      expect(b.narHash).toEqual(a.narHash);
+      expect(b.narSize).toBe(a.narSize);
+    } finally {
+      await other.cleanup();
+    }
+  });
+});
