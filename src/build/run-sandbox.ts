@@ -1,23 +1,21 @@
 /**
  * Runs one bubblewrap sandbox to completion: the options go through `--args 3`, stdout and
- * stderr go straight to the log file's fd (kernel-ordered like Nix's single log pipe, and no
- * JS on the hot path), stdin is /dev/null. bwrap is spawned as its own process group
+ * stderr share one pipe (kernel-ordered like Nix's single log pipe) copied to the log file up
+ * to maxLogSize, or without a limit go straight to the log file's fd; stdin is /dev/null. bwrap is spawned as its own process group
  * (detached → setsid) with --die-with-parent and a PID namespace, so killing the group on
  * cancellation or timeout takes the whole build down.
  */
 import { spawn } from 'node:child_process';
-import { fstat, ftruncate, write } from 'node:fs';
+import { fstat, write } from 'node:fs';
+import type { Readable } from 'node:stream';
 import { promisify } from 'node:util';
 import { LazyError, abortError } from '../errors.js';
 
 const fstatAsync = promisify(fstat);
-const ftruncateAsync = promisify(ftruncate);
 const writeAsync = promisify(write);
 
 /** Default for maxLogSize (see docs/CONFIGURATION.md): 64 MiB. */
 export const DEFAULT_MAX_LOG_SIZE = 64 * 1024 * 1024;
-/** How often the log's size is checked against maxLogSize. */
-const LOG_POLL_MS = 50;
 
 export interface RunSandboxOptions {
   /** Options for bwrap (NUL-separated), see bwrapArgs. */
@@ -32,9 +30,9 @@ export interface RunSandboxOptions {
   timeoutMs?: number;
   maxSilentMs?: number;
   /**
-   * Kill the build once its log passes this many bytes (0/undefined: no limit). Checked by
-   * polling the log fd every 50 ms, so the file can briefly pass the limit by what the builder
-   * writes in that time; it is then cut back to exactly the limit plus one line saying so.
+   * Kill the build once its log would pass this many bytes (0/undefined: no limit, and the
+   * builder writes to logFd directly). The log then holds exactly this many bytes plus one line
+   * saying so; it never passes the limit on disk (the builder's output goes through a pipe).
    */
   maxLogSize?: number;
   /** More fds for bwrap, at 4, 5, … (e.g. `--file 4 /build/x`). */
@@ -56,11 +54,18 @@ export async function runSandbox(opts: RunSandboxOptions): Promise<void> {
   const { signal } = opts;
   if (signal?.aborted) throw abortError(signal);
   const details = { drvPath: opts.drvPath, logPath: opts.logPath };
-  const child = spawn(bwrapExecutable(), ['--args', '3', ...opts.argv], {
-    stdio: ['ignore', opts.logFd, opts.logFd, 'pipe', ...(opts.fds ?? [])],
-    detached: true,
-    ...(opts.user ? { uid: opts.user.uid, gid: opts.user.gid } : {}),
-  });
+  const maxLog = opts.maxLogSize ?? 0;
+  const spawnOpts = { detached: true, ...(opts.user ? { uid: opts.user.uid, gid: opts.user.gid } : {}) };
+  // With a log limit the builder writes into one pipe (stderr joined to stdout by sh, which then
+  // execs bwrap, so the order is still the kernel's) and copyLog stops at exactly the limit;
+  // the builder blocks on the full pipe meanwhile, so it can never write past it.
+  const child =
+    maxLog > 0
+      ? spawn('/bin/sh', ['-c', 'exec "$0" "$@" 2>&1', bwrapExecutable(), '--args', '3', ...opts.argv], {
+          stdio: ['ignore', 'pipe', 'ignore', 'pipe', ...(opts.fds ?? [])],
+          ...spawnOpts,
+        })
+      : spawn(bwrapExecutable(), ['--args', '3', ...opts.argv], { stdio: ['ignore', opts.logFd, opts.logFd, 'pipe', ...(opts.fds ?? [])], ...spawnOpts });
   let killedFor: LazyError | undefined;
   const kill = (why: LazyError): void => {
     killedFor ??= why;
@@ -106,24 +111,24 @@ export async function runSandbox(opts: RunSandboxOptions): Promise<void> {
     }, every);
     timers.push(poll);
   }
-  const maxLog = opts.maxLogSize ?? 0;
-  if (maxLog > 0) {
-    const poll = setInterval(() => {
-      fstatAsync(opts.logFd).then((st) => {
-        if (st.size > maxLog) {
-          kill(
-            new LazyError('BUILD_LOG_LIMIT', `build of '${opts.drvPath}' was killed: it exceeded the maximum log size of ${maxLog} bytes`, {
-              details: { ...details, maxLogSize: maxLog },
-            }),
-          );
-        }
-      }, () => undefined);
-    }, LOG_POLL_MS);
-    timers.push(poll);
-  }
+  const copied =
+    maxLog > 0 && child.stdout
+      ? copyLog(child.stdout, opts.logFd, maxLog).then(
+          (passed) => {
+            if (passed) {
+              kill(
+                new LazyError('BUILD_LOG_LIMIT', `build of '${opts.drvPath}' was killed: it exceeded the maximum log size of ${maxLog} bytes`, {
+                  details: { ...details, maxLogSize: maxLog },
+                }),
+              );
+            }
+          },
+          (e: Error) => kill(new LazyError('BUILD_LOG_WRITE', `cannot write the log of '${opts.drvPath}': ${e.message}`, { cause: e, details })),
+        )
+      : Promise.resolve();
   try {
     const { code, sig } = await exited;
-    if (killedFor?.code === 'BUILD_LOG_LIMIT') await cutLog(opts.logFd, maxLog).catch(() => undefined);
+    await copied;
     if (killedFor) throw killedFor;
     if (code !== 0) {
       const how = code !== null ? `failed with exit code ${code}` : `was killed by signal ${sig ?? '?'}`;
@@ -136,15 +141,29 @@ export async function runSandbox(opts: RunSandboxOptions): Promise<void> {
   }
 }
 
-/** Cuts a log that passed the limit back to `limit` bytes and says so on a last line. */
-async function cutLog(fd: number, limit: number): Promise<void> {
-  const note = Buffer.from(`\nlazystore: log truncated: the build exceeded the maximum log size of ${limit} bytes and was killed\n`);
-  // bwrap has exited, but the kernel may still be tearing down the sandbox's PID namespace:
-  // cut again if anything was written after the cut (at most a few times, 20 ms apart).
-  for (let i = 0; i < 5; i++) {
-    await ftruncateAsync(fd, limit);
-    await writeAsync(fd, note, 0, note.length, limit);
-    await new Promise((r) => setTimeout(r, 20));
-    if ((await fstatAsync(fd)).size === limit + note.length) return;
+/**
+ * Copies the builder's output to the log fd until EOF (false) or until it would pass `limit`
+ * (true): then the log holds exactly `limit` bytes plus a line saying so, and reading stops.
+ */
+async function copyLog(from: Readable, fd: number, limit: number): Promise<boolean> {
+  let pos = 0;
+  for await (const chunk of from as AsyncIterable<Buffer>) {
+    if (chunk.length > limit - pos) {
+      await writeAll(fd, chunk.subarray(0, limit - pos), pos);
+      const note = Buffer.from(`\nlazystore: log truncated: the build exceeded the maximum log size of ${limit} bytes and was killed\n`);
+      await writeAll(fd, note, limit);
+      from.destroy();
+      return true;
+    }
+    await writeAll(fd, chunk, pos);
+    pos += chunk.length;
+  }
+  return false;
+}
+
+async function writeAll(fd: number, buf: Buffer, pos: number): Promise<void> {
+  for (let off = 0; off < buf.length; ) {
+    const { bytesWritten } = await writeAsync(fd, buf, off, buf.length - off, pos + off);
+    off += bytesWritten;
   }
 }
