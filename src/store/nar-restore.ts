@@ -39,9 +39,9 @@ const MAX_OPS = 4096;
  * A NAR of at most LOCAL_OPS entries and LOCAL_BYTES of contents is written in this thread with
  * synchronous calls once parsed, never touching the worker (no 16 MiB ring, no messages, no
  * wake-ups). Measured on the test machine's ext4, 562 host paths: a one-file path takes 0.04 ms
- * median, 0.3-0.4 ms p99 here. An entry costs 0.02-0.05 ms, but a file create took 0.3-0.9 ms
- * while other processes loaded the disk, so 4 entries: this thread stalls ~0.2 ms typically,
- * a few ms in the worst case measured.
+ * median, 0.3-0.4 ms p99 here. An entry costs 0.02-0.05 ms, but a file create took 0.3-1.2 ms
+ * while other processes loaded the disk: 4 entries at most, and LOCAL_BUDGET_MS below sends
+ * small NARs to the worker while the disk is that slow.
  */
 const LOCAL_OPS = 4;
 const LOCAL_BYTES = 64 << 10;
@@ -53,6 +53,15 @@ const LOCAL_BYTES = 64 << 10;
  * (medians of 8 interleaved runs), while a lone sequential import gains (see LOCAL_OPS).
  */
 let restoresRunning = 0;
+
+/**
+ * Average ms an entry took to write in this thread (moving, over recent small NARs). When a NAR
+ * would take more than LOCAL_BUDGET_MS by it — file creates on the shared test disk ranged from
+ * 0.02 ms to 1.2 ms depending on other processes' I/O — the worker writes it instead, and the
+ * average decays with each NAR so sent, so this thread tries again once the disk is quick.
+ */
+let localMsPerEntry = 0;
+const LOCAL_BUDGET_MS = 0.5;
 
 /** The restore handler run in this thread for small NARs; replies arrive synchronously. */
 let localReplies: Parameters<Parameters<typeof narRestoreHandler>[0]>[0][] = [];
@@ -198,13 +207,17 @@ async function restore(source: AsyncIterable<Uint8Array>, destPath: string, sign
   let narSize: number;
   try {
     ({ narSize } = await parseNar(hashed(), sink, { signal }));
-    if (local && restoresRunning === 1) {
+    const inThread = local && restoresRunning === 1 && localMsPerEntry * ops.length <= LOCAL_BUDGET_MS;
+    if (local && !inThread) localMsPerEntry *= 0.9;
+    if (inThread) {
       throwIfAborted(signal);
+      const t0 = performance.now();
       applyLocally([
         { op: 'restore', id, root: destPath, ring: localBuf, slotSize: LOCAL_BYTES },
         { op: 'restore-batch', id, slot: 0, ops: JSON.stringify(ops) },
         { op: 'restore-end', id, abort: false },
       ]);
+      localMsPerEntry = 0.7 * localMsPerEntry + (0.3 * (performance.now() - t0)) / ops.length;
     } else {
       if (local) channel = toWorker(true);
       await flush();
