@@ -123,7 +123,7 @@ export async function runSandbox(opts: RunSandboxOptions): Promise<void> {
               );
             }
           },
-          (e: Error) => kill(new LazyError('BUILD_LOG_WRITE', `cannot write the log of '${opts.drvPath}': ${e.message}`, { cause: e, details })),
+          () => undefined,
         )
       : Promise.resolve();
   try {
@@ -147,16 +147,22 @@ export async function runSandbox(opts: RunSandboxOptions): Promise<void> {
  */
 async function copyLog(from: Readable, fd: number, limit: number): Promise<boolean> {
   let pos = 0;
+  let writable = true;
   for await (const chunk of from as AsyncIterable<Buffer>) {
+    // A log that cannot be written (the disk is full) loses the rest, as a builder writing to the
+    // file itself would; the output is still drained so the build runs on and fails for itself.
+    if (!writable) continue;
     if (chunk.length > limit - pos) {
-      await writeAll(fd, chunk.subarray(0, limit - pos), pos);
       const note = Buffer.from(`\nlazystore: log truncated: the build exceeded the maximum log size of ${limit} bytes and was killed\n`);
-      await writeAll(fd, note, limit);
-      from.destroy();
+      await writeAll(fd, Buffer.concat([chunk.subarray(0, limit - pos), note]), pos).catch(() => undefined);
       return true;
     }
-    await writeAll(fd, chunk, pos);
-    pos += chunk.length;
+    try {
+      await writeAll(fd, chunk, pos);
+      pos += chunk.length;
+    } catch {
+      writable = false;
+    }
   }
   return false;
 }
