@@ -6,13 +6,15 @@
  * a normal build (passAsFile, /build, /tmp) is unaffected by either limit.
  */
 import { readFileSync, readdirSync } from 'node:fs';
-import { readFile, stat } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LazyError } from '../../src/errors.js';
 import { parseDerivation } from '../../src/nix/derivation.js';
 import { parseStorePath, type StorePath } from '../../src/nix/store-path.js';
 import { Realiser } from '../../src/realise/realiser.js';
+import { byteCount, openRealiserFromArgs } from '../../src/cli/open-realiser.js';
 import { freshEnv, instantiate, salt, type Env } from '../realise/helpers.js';
 
 const NIX = join(import.meta.dirname, 'nix', 'limits.nix');
@@ -134,6 +136,29 @@ describe('build limits', () => {
       expect(b.narSize).toBe(a.narSize);
     } finally {
       await other.cleanup();
+    }
+  });
+
+  it('takes both from the command line (REALISE_OPTIONS) through to the build', async () => {
+    expect(byteCount('max-log-size', '256K', true)).toBe(262144);
+    expect(byteCount('max-log-size', '0', true)).toBe(0);
+    expect(byteCount('max-build-size', '2m', false)).toBe(2 * 1024 * 1024);
+    for (const bad of ['0', '-1', '1.5M', 'lots', '']) expect(() => byteCount('max-build-size', bad, false)).toThrow(/--max-build-size must be/);
+    const state = await mkdtemp(join(tmpdir(), 'lazystore-limits-cli-'));
+    try {
+      const { store, realiser } = await openRealiserFromArgs({ state, 'max-log-size': '256K', 'max-build-size': '2M' });
+      const s = salt();
+      const [flood] = instantiate(NIX, ['-A', 'logFlood', '--argstr', 'salt', s]);
+      const [big] = instantiate(NIX, ['-A', 'bigOutput', '--argstr', 'salt', salt()]);
+      await realiser.known!.add(flood!);
+      await realiser.known!.add(big!);
+      const e = await rejection(realiser.realiseDrv(flood!));
+      expect(e.code).toBe('BUILD_LOG_LIMIT');
+      expect((await stat(store.logPath(flood!))).size).toBeLessThan(262144 + 200);
+      expect(await buildersLeft(s)).toEqual([]);
+      expect((await rejection(realiser.realiseDrv(big!))).code).toBe('BUILD_SIZE_LIMIT');
+    } finally {
+      await rm(state, { recursive: true, force: true });
     }
   });
 });
