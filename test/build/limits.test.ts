@@ -15,6 +15,7 @@ import { parseDerivation } from '../../src/nix/derivation.js';
 import { parseStorePath, type StorePath } from '../../src/nix/store-path.js';
 import { Realiser } from '../../src/realise/realiser.js';
 import { byteCount, openRealiserFromArgs } from '../../src/cli/open-realiser.js';
+import { FIXTURES } from '../helpers/fixtures.js';
 import { freshEnv, instantiate, salt, type Env } from '../realise/helpers.js';
 
 const NIX = join(import.meta.dirname, 'nix', 'limits.nix');
@@ -160,5 +161,31 @@ describe('build limits', () => {
     } finally {
       await rm(state, { recursive: true, force: true });
     }
+  });
+
+  it('with --max-build-size the builder still sees what real Nix shows (probe.nix: id, env, /, /etc, pwd)', async () => {
+    const [drv] = instantiate(join(FIXTURES, 'nix', 'probe.nix'), ['--argstr', 'salt', salt()]);
+    await env.known.add(drv!);
+    const out = (await limited.realiseDrv(drv!)).get('out')!.path;
+    const sections = (text: string): Map<string, string[]> => {
+      const m = new Map<string, string[]>();
+      let cur: string[] = [];
+      for (const line of text.split('\n')) {
+        if (line.startsWith('## ')) m.set(line.slice(3), (cur = []));
+        else if (line !== '') cur.push(line);
+      }
+      return m;
+    };
+    const ours = sections(await readFile(env.store.realPath(out), 'utf8'));
+    const nix = sections(await readFile(join(FIXTURES, 'sandbox-env.txt'), 'utf8'));
+    const volatile = (l: string): boolean => l.startsWith('out=') || l.startsWith('salt=');
+    expect(ours.get('env')!.filter((l) => !volatile(l))).toEqual(nix.get('env')!.filter((l) => !volatile(l)));
+    for (const k of ['id', '/etc', '/etc/passwd', '/etc/group', 'hostname', 'pwd']) expect(ours.get(k), k).toEqual(nix.get(k));
+    // `ls -la /`'s build entry: same mode and owner as Nix's (a 0700 tmpfs owned by nixbld)
+    const buildEntry = (m: Map<string, string[]>): string | undefined => {
+      const f = m.get('ls -la /')!.find((l) => l.endsWith(' build'))?.split(/\s+/);
+      return f && [f[0], f[2], f[3]].join(' ');
+    };
+    expect(buildEntry(ours)).toBe(buildEntry(nix));
   });
 });
