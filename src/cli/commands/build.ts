@@ -31,6 +31,8 @@ log path and the end of its log.
   --drvs DIR              learn the .drv files in DIR (and watch it); repeatable
   --timeout S             kill a build after S seconds
   --max-silent-time S     kill a build that prints nothing for S seconds
+  --max-log-size B        kill a build whose log passes B bytes (K/M/G; default 64M, 0 = none)
+  --max-build-size B      size of the build's /build, /tmp (tmpfs) and of its outputs (default: no limit)
   --state DIR             state directory (default: $LAZYSTORE_STATE, /var/lib/lazystore as
                           root, else $XDG_DATA_HOME/lazystore)
   -q, --quiet             no progress output

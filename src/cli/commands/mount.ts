@@ -25,6 +25,8 @@ export const MOUNT_OPTIONS_USAGE = `  --state DIR              state directory (
   --max-substitutions N    substitutions at once (default 8)
   --timeout SECONDS        kill a build after this long (also bounds a reader's wait)
   --max-silent-time SECONDS  kill a build silent this long
+  --max-log-size BYTES     kill a build whose log passes BYTES (K/M/G; default 64M, 0 = none)
+  --max-build-size BYTES   size of the build's /build, /tmp (tmpfs) and of its outputs (default: no limit)
   --list-root              list valid paths in the root directory
   --allow-other            let other users read the mount
   --unknown-as KIND        an unbuilt path of unknown type shows as 'directory' (default) or 'symlink'`;
