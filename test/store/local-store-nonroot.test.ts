@@ -24,7 +24,7 @@ let narFile: string;
 
 beforeAll(async () => {
   if (!isRoot) return;
-  dist = buildPrivateDist();
+  dist = buildPrivateDist({ selfContained: true });
   work = tempStateDir('nonroot');
   chmodSync(work, 0o755);
   narFile = join(work, 'single.nar');

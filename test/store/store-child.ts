@@ -4,15 +4,19 @@
  * child a half-written module), and a child that runs one store operation from JSON arguments.
  */
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
-import { chmodSync, existsSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const ROOT = resolve(fileURLToPath(new URL('.', import.meta.url)), '..', '..');
 
-/** Compiles src/ into a fresh directory; returns it. */
-export function buildPrivateDist(): string {
+/**
+ * Compiles src/ into a fresh directory; returns it. With `selfContained`, the runtime
+ * dependencies are copied in instead of linked, so a user who cannot traverse the checkout
+ * (a clone under a 0700 home or mkdtemp directory) can still load them.
+ */
+export function buildPrivateDist(opts: { selfContained?: boolean } = {}): string {
   const out = mkdtempSync(join(tmpdir(), 'lazystore-dist-'));
   try {
     execFileSync(join(ROOT, 'node_modules/.bin/tsc'), ['-p', join(ROOT, 'tsconfig.build.json'), '--outDir', out], { cwd: ROOT, stdio: 'pipe' });
@@ -22,8 +26,34 @@ export function buildPrivateDist(): string {
   }
   chmodSync(out, 0o755); // readable by the unprivileged children of the non-root tests
   writeFileSync(join(out, 'package.json'), '{"type":"module"}\n');
-  symlinkSync(join(ROOT, 'node_modules'), join(out, 'node_modules'));
+  if (opts.selfContained) copyRuntimeModules(join(out, 'node_modules'));
+  else symlinkSync(join(ROOT, 'node_modules'), join(out, 'node_modules'));
   return out;
+}
+
+/** Copies package.json's dependencies and everything they depend on (a flat npm tree) into `dest`. */
+function copyRuntimeModules(dest: string): void {
+  const readDeps = (dir: string): string[] =>
+    Object.keys((JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8')) as { dependencies?: Record<string, string> }).dependencies ?? {});
+  const todo = readDeps(ROOT);
+  const seen = new Set<string>();
+  for (let name = todo.pop(); name !== undefined; name = todo.pop()) {
+    if (seen.has(name)) continue;
+    seen.add(name);
+    const src = join(ROOT, 'node_modules', name);
+    if (!existsSync(src)) continue; // an optional dependency not installed here
+    cpSync(src, join(dest, name), { recursive: true });
+    todo.push(...readDeps(src));
+  }
+  chmodTree(dest);
+}
+
+function chmodTree(dir: string): void {
+  chmodSync(dir, 0o755);
+  for (const e of readdirSync(dir, { withFileTypes: true })) {
+    if (e.isDirectory()) chmodTree(join(dir, e.name));
+    else if (e.isFile()) chmodSync(join(dir, e.name), 0o644);
+  }
 }
 
 export function removePrivateDist(dir: string): void {
