@@ -43,13 +43,10 @@ fi
 if [ ! -f "$here/node_modules/.package-lock.json" ] || [ "$here/package-lock.json" -nt "$here/node_modules/.package-lock.json" ]; then
   echo "setup: npm ci"
   log="${TMPDIR:-/tmp}/lazystore-npm-ci.log"
-  # npm 11 can refuse a lock file that npm itself wrote when an optional dependency of a
-  # dependency is not on the registry ("Missing: napi-windows-process-start-time@ from lock
-  # file", npm/cli#9846); 'npm install --no-save' installs the same locked versions and
-  # leaves package-lock.json alone.
+  # vite is held at 7 (package.json "overrides"): vite 8 declares an optional dependency the
+  # registry does not serve, and npm ci then refuses the lock file.
   if ! (cd "$here" && npm ci --no-audit --no-fund --ignore-scripts >"$log" 2>&1); then
-    echo "setup: npm ci refused the lock file ($(grep -m1 -o 'Missing: .*' "$log" || echo "see $log")); npm install --no-save instead"
-    (cd "$here" && npm install --no-save --no-audit --no-fund --ignore-scripts >/dev/null)
+    echo "setup: npm ci failed; its log ($log) ends:" >&2; tail -15 "$log" >&2; exit 1
   fi
 fi
 if ! (cd "$here" && node -e "require('fuse-native')") 2>/dev/null; then
