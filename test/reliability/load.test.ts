@@ -2,11 +2,12 @@
  * Load through a real mount: 1,000 concurrent readers (separate `cat` processes) spread over
  * 100 unbuilt paths that share 10 unbuilt inputs, served by a `lazystore mount` process with
  * --max-jobs 4. Every derivation is built exactly once (the daemon logs one line per build),
- * the number of live sandboxes sampled every 20 ms never exceeds 4, every reader gets the
+ * the number of live sandboxes sampled every 5 ms never exceeds 4, every reader gets the
  * exact bytes, and the daemon's peak RSS (VmHWM) is reported. LOAD_READERS/LOAD_PATHS scale it.
  */
+import { Worker } from 'node:worker_threads';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { existsSync, readFileSync, readdirSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { mkdtemp, rm, rmdir, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
@@ -46,18 +47,39 @@ in top
   return { drvs, outs: new Map(drvs.map((d) => [d, json[d]!.outputs.out.path])) };
 }
 
-function liveSandboxes(daemonPid: number): number {
-  let n = 0;
-  for (const pid of readdirSync('/proc').filter((p) => /^\d+$/.test(p))) {
-    try {
-      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      if (Number(fields[1]) === daemonPid && stat.includes('(bwrap)')) n++;
-    } catch {
-      // exited
+/**
+ * Samples the daemon's live sandboxes (bwrap children) every 5 ms in a worker thread: the test's
+ * own event loop is busy spawning 1,000 readers, and a timer there once fired only after every
+ * build had finished (a fresh-clone CI run saw 0 sandboxes).
+ */
+function startSandboxSampler(daemonPid: number): { stop(): Promise<number> } {
+  const src = `
+    const { parentPort, workerData: daemon } = require('node:worker_threads');
+    const { readdirSync, readFileSync } = require('node:fs');
+    let max = 0, on = true;
+    function live() {
+      let n = 0;
+      for (const pid of readdirSync('/proc')) {
+        if (!/^[0-9]+$/.test(pid)) continue;
+        try {
+          const stat = readFileSync('/proc/' + pid + '/stat', 'utf8');
+          const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+          if (Number(fields[1]) === daemon && stat.includes('(bwrap)')) n++;
+        } catch {}
+      }
+      return n;
     }
-  }
-  return n;
+    (function loop() { if (!on) return; max = Math.max(max, live()); setTimeout(loop, 5); })();
+    parentPort.on('message', () => { on = false; parentPort.postMessage(max); });
+  `;
+  const worker = new Worker(src, { eval: true, workerData: daemonPid, execArgv: [] });
+  return {
+    stop: () =>
+      new Promise<number>((resolve) => {
+        worker.once('message', (max: number) => void worker.terminate().then(() => resolve(max)));
+        worker.postMessage('stop');
+      }),
+  };
 }
 
 function peakRssMiB(pid: number): number {
@@ -98,8 +120,7 @@ describe.skipIf(!HAVE_FUSE)('load through a real mount', () => {
     });
     const rssIdle = peakRssMiB(child.pid!);
 
-    let maxLive = 0;
-    const sampler = setInterval(() => (maxLive = Math.max(maxLive, liveSandboxes(child.pid!))), 20);
+    const sampler = startSandboxSampler(child.pid!);
     const t0 = performance.now();
     const readers = Array.from({ length: READERS }, (_, k) => {
       const i = (k * 37) % PATHS; // spread, every path read READERS/PATHS times
@@ -108,7 +129,7 @@ describe.skipIf(!HAVE_FUSE)('load through a real mount', () => {
     });
     const results = await Promise.all(readers);
     const seconds = (performance.now() - t0) / 1000;
-    clearInterval(sampler);
+    const maxLive = await sampler.stop();
 
     const wrong = results.filter(({ i, r }) => r.code !== 0 || r.stdout !== `base ${i % SHARED}\nbase ${(i + 1) % SHARED}\ntop ${i}\n`);
     if (wrong.length > 0) console.log(log.split("\n").filter((l) => /fail|error|stale/i.test(l)).slice(0, 10).join("\n"));
