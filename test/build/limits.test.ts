@@ -10,27 +10,18 @@ import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { LazyError } from '../../src/errors.js';
 import { parseDerivation } from '../../src/nix/derivation.js';
 import { parseStorePath, type StorePath } from '../../src/nix/store-path.js';
 import { Realiser } from '../../src/realise/realiser.js';
 import { byteCount, openRealiserFromArgs } from '../../src/cli/open-realiser.js';
 import { FIXTURES } from '../helpers/fixtures.js';
 import { freshEnv, instantiate, salt, type Env } from '../realise/helpers.js';
+import { rejection } from '../helpers/rejection.js';
 
 const NIX = join(import.meta.dirname, 'nix', 'limits.nix');
 const MAX_LOG = 256 * 1024;
 const MAX_BUILD = 2 * 1024 * 1024;
 
-async function rejection(p: Promise<unknown>): Promise<LazyError> {
-  try {
-    await p;
-  } catch (e) {
-    if (e instanceof LazyError) return e;
-    throw e;
-  }
-  throw new Error('expected a rejection');
-}
 
 /** Pids of processes whose environment holds `salt=<s>` (builders of that derivation). */
 function buildersWithSalt(s: string): number[] {

@@ -7,7 +7,7 @@ import { readFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { isLazyError, LazyError } from '../../src/errors.js';
+import { isLazyError } from '../../src/errors.js';
 import { buildDerivation } from '../../src/build/build-derivation.js';
 import { parseDerivation } from '../../src/nix/derivation.js';
 import { formatHash } from '../../src/nix/hash.js';
@@ -15,6 +15,7 @@ import { baseName, parseStorePath, type StorePath } from '../../src/nix/store-pa
 import { FIXTURES } from '../helpers/fixtures.js';
 import { busyboxPath, freshEnv, instantiate, salt, type Env } from '../realise/helpers.js';
 import { nixRealise } from './nix-oracle.js';
+import { rejection } from '../helpers/rejection.js';
 
 const NIX = join(import.meta.dirname, 'nix');
 
@@ -28,15 +29,6 @@ function sections(text: string): Map<string, string[]> {
   return m;
 }
 
-async function rejection(p: Promise<unknown>): Promise<LazyError> {
-  try {
-    await p;
-  } catch (e) {
-    if (e instanceof LazyError) return e;
-    throw e;
-  }
-  throw new Error('expected a rejection');
-}
 
 describe('sandbox', () => {
   let env: Env;

@@ -6,7 +6,6 @@ import { copyFile, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promi
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { LazyError } from '../../src/errors.js';
 import { formatHash } from '../../src/nix/hash.js';
 import { parseDerivation, serializeDerivation } from '../../src/nix/derivation.js';
 import { drvStorePath } from '../../src/nix/derivation-hash.js';
@@ -14,6 +13,7 @@ import { parseStorePath } from '../../src/nix/store-path.js';
 import { KnownDerivations } from '../../src/realise/known-derivations.js';
 import { FIXTURES, drvFile, fixtureDrv, manifest } from '../helpers/fixtures.js';
 import { busyboxPath, freshEnv, type Env } from './helpers.js';
+import { rejection } from '../helpers/rejection.js';
 
 const cleanup: (() => Promise<void>)[] = [];
 afterEach(async () => {
@@ -28,15 +28,6 @@ async function tempDir(): Promise<string> {
   const d = await mkdtemp(join(tmpdir(), 'lazystore-known-'));
   cleanup.push(() => rm(d, { recursive: true, force: true }));
   return d;
-}
-async function rejection(p: Promise<unknown>): Promise<LazyError> {
-  try {
-    await p;
-  } catch (e) {
-    if (e instanceof LazyError) return e;
-    throw e;
-  }
-  throw new Error('expected a rejection');
 }
 
 describe('KnownDerivations', () => {

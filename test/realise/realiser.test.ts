@@ -9,7 +9,7 @@ import { chmod, cp, mkdtemp, readFile, rm, symlink, writeFile } from 'node:fs/pr
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { LazyError, isLazyError } from '../../src/errors.js';
+import { isLazyError } from '../../src/errors.js';
 import { formatHash } from '../../src/nix/hash.js';
 import { hashPart, parseStorePath, type StorePath } from '../../src/nix/store-path.js';
 import type { ProgressEvent } from '../../src/realise/progress.js';
@@ -17,6 +17,7 @@ import { openBinaryCache } from '../../src/substitute/binary-cache.js';
 import { Substituters } from '../../src/substitute/substituters.js';
 import { FIXTURES, fixtureDrv, manifest } from '../helpers/fixtures.js';
 import { busyboxPath, freshEnv, instantiate, salt, type Env } from './helpers.js';
+import { rejection } from '../helpers/rejection.js';
 
 const NIX = join(import.meta.dirname, 'nix', 'realise.nix');
 const envs: Env[] = [];
@@ -35,15 +36,6 @@ function record(e: Env): ProgressEvent[] {
 }
 async function outPath(e: Env, drv: StorePath, name = 'out'): Promise<StorePath> {
   return parseStorePath((await e.known.load(drv)).outputs.get(name)!.path);
-}
-async function rejection(p: Promise<unknown>): Promise<LazyError> {
-  try {
-    await p;
-  } catch (err) {
-    if (err instanceof LazyError) return err;
-    throw err;
-  }
-  throw new Error('expected a rejection');
 }
 const starts = (events: ProgressEvent[], drv?: string): number => events.filter((x) => x.type === 'started' && (drv === undefined || x.drvPath === drv)).length;
 

@@ -1,0 +1,12 @@
+import { LazyError } from '../../src/errors.js';
+
+/** The LazyError a promise rejects with; fails the test if it resolves or rejects with anything else. */
+export async function rejection(p: Promise<unknown>): Promise<LazyError> {
+  try {
+    await p;
+  } catch (e) {
+    if (e instanceof LazyError) return e;
+    throw e;
+  }
+  throw new Error('expected a rejection');
+}
