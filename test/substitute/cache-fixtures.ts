@@ -5,6 +5,11 @@ import { FIXTURES } from '../helpers/fixtures.js';
 import { LocalStore } from '../../src/store/local-store.js';
 import { parseNarInfo, formatNarInfo, type NarInfo } from '../../src/nix/narinfo.js';
 import { StreamingHash } from '../../src/nix/hash.js';
+import { parseSecretKey, type SecretKey } from '../../src/nix/signing.js';
+import type { StorePath } from '../../src/nix/store-path.js';
+import { openBinaryCache } from '../../src/substitute/binary-cache.js';
+import { copyClosure } from '../../src/substitute/copy-closure.js';
+import { Substituters } from '../../src/substitute/substituters.js';
 
 export async function freshStore(parent: string): Promise<LocalStore> {
   return LocalStore.open(await mkdtemp(join(parent, 'state-')));
@@ -52,4 +57,20 @@ export function narStr(s: string | Buffer): Buffer {
   const len = Buffer.alloc(8);
   len.writeBigUInt64LE(BigInt(b.length));
   return Buffer.concat([len, b, Buffer.alloc((8 - (b.length % 8)) % 8)]);
+}
+
+/** A fresh store under `parent` holding the closure of `roots`, substituted from the fixtures' unsigned cache. */
+export async function storeFromFixtureCache(parent: string, roots: StorePath[]): Promise<LocalStore> {
+  const store = await freshStore(parent);
+  const subs = new Substituters([await openBinaryCache(`file://${FIXTURES}/cache`)], { requireSigs: false });
+  await copyClosure(store, subs, roots);
+  return store;
+}
+
+/** The fixtures' signing key pair (keys/secret.key, keys/public.key as `name:base64`). */
+export async function fixtureKeys(): Promise<{ secret: SecretKey; publicKey: string }> {
+  return {
+    secret: parseSecretKey(await readFile(join(FIXTURES, 'keys', 'secret.key'), 'utf8')),
+    publicKey: (await readFile(join(FIXTURES, 'keys', 'public.key'), 'utf8')).trim(),
+  };
 }

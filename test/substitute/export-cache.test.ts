@@ -7,17 +7,17 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { FIXTURES, allOutputs, fixtureDrv } from '../helpers/fixtures.js';
+import { allOutputs, fixtureDrv } from '../helpers/fixtures.js';
 import { openBinaryCache } from '../../src/substitute/binary-cache.js';
 import { Substituters } from '../../src/substitute/substituters.js';
 import { copyClosure } from '../../src/substitute/copy-closure.js';
 import { exportCache } from '../../src/substitute/export-cache.js';
 import { parseNarInfo } from '../../src/nix/narinfo.js';
 import { formatHash } from '../../src/nix/hash.js';
-import { parsePublicKey, parseSecretKey, type SecretKey } from '../../src/nix/signing.js';
+import { parsePublicKey, type SecretKey } from '../../src/nix/signing.js';
 import { parseStorePath, type StorePath } from '../../src/nix/store-path.js';
 import type { LocalStore } from '../../src/store/local-store.js';
-import { freshStore } from './cache-fixtures.js';
+import { fixtureKeys, freshStore, storeFromFixtureCache } from './cache-fixtures.js';
 import { freshNixStore, nixCopyFrom, nixNarHashes, nixVerify } from './nix-peer.js';
 
 let tmp: string;
@@ -36,11 +36,8 @@ const roots = (): StorePath[] =>
 
 beforeAll(async () => {
   tmp = await mkdtemp(join(tmpdir(), 'lazystore-export-'));
-  store = await freshStore(tmp);
-  const subs = new Substituters([await openBinaryCache(`file://${FIXTURES}/cache`)], { requireSigs: false });
-  await copyClosure(store, subs, roots());
-  secret = parseSecretKey(await readFile(join(FIXTURES, 'keys', 'secret.key'), 'utf8'));
-  publicKey = (await readFile(join(FIXTURES, 'keys', 'public.key'), 'utf8')).trim();
+  store = await storeFromFixtureCache(tmp, roots());
+  ({ secret, publicKey } = await fixtureKeys());
 });
 afterAll(async () => {
   await rm(tmp, { recursive: true, force: true });
