@@ -1,10 +1,11 @@
 /** `lazystore drv show` against real Nix's `nix show-derivation`, through the built CLI. */
 import { execFileSync, spawnSync } from 'node:child_process';
-import { copyFileSync, existsSync, mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FIXTURES, drvFile, manifest } from '../helpers/fixtures.js';
+import { ensureBuiltCli } from '../helpers/built-cli.js';
 
 const ROOT = resolve(import.meta.dirname, '..', '..');
 const MAIN = join(ROOT, 'dist', 'src', 'cli', 'main.js');
@@ -16,12 +17,7 @@ function lazystore(args: string[]): { status: number | null; stdout: Buffer; std
 }
 
 beforeAll(() => {
-  // Use the built CLI; build it when missing or older than the sources it runs.
-  const sources = ['src/cli/commands/drv.ts', 'src/cli/main.ts', 'src/nix/derivation.ts', 'src/nix/derivation-hash.ts', 'src/nix/derivation-json.ts', 'src/store/drv-loader.ts'];
-  const built = join(ROOT, 'dist', 'src', 'cli', 'commands', 'drv.js');
-  const stale = !existsSync(built) || sources.some((s) => statSync(join(ROOT, s)).mtimeMs > statSync(built).mtimeMs);
-  if (stale) spawnSync('npx', ['tsc', '-p', 'tsconfig.build.json'], { cwd: ROOT, stdio: 'ignore' });
-  expect(existsSync(built)).toBe(true);
+  expect(ensureBuiltCli('dist/src/cli/commands/drv.js', ['src/cli/commands/drv.ts', 'src/cli/main.ts', 'src/nix/derivation.ts', 'src/nix/derivation-hash.ts', 'src/nix/derivation-json.ts', 'src/store/drv-loader.ts'])).toBe(true);
 });
 afterAll(() => {
   spawnSync('chmod', ['-R', 'u+w', work]);

@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { manifest } from '../helpers/fixtures.js';
+import { ensureBuiltCli } from '../helpers/built-cli.js';
 
 const ROOT = resolve(import.meta.dirname, '..', '..');
 const MAIN = join(ROOT, 'dist', 'src', 'cli', 'main.js');
@@ -19,11 +20,7 @@ function lazystore(args: string[], input?: Buffer): { status: number | null; std
 const nixDump = (p: string): Buffer => execFileSync('nix-store', ['--dump', p], { maxBuffer: 1 << 30 });
 
 beforeAll(() => {
-  const sources = ['src/cli/commands/nar.ts', 'src/cli/main.ts', 'src/nix/nar-reader.ts', 'src/nix/nar-listing.ts', 'src/store/nar-restore.ts', 'src/store/nar-worker-main.ts', 'src/store/nar-worker-pool.ts'];
-  const built = join(ROOT, 'dist', 'src', 'cli', 'commands', 'nar.js');
-  const stale = !existsSync(built) || sources.some((s) => statSync(join(ROOT, s)).mtimeMs > statSync(built).mtimeMs);
-  if (stale) spawnSync('npx', ['tsc', '-p', 'tsconfig.build.json'], { cwd: ROOT, stdio: 'ignore' });
-  expect(existsSync(built)).toBe(true);
+  expect(ensureBuiltCli('dist/src/cli/commands/nar.js', ['src/cli/commands/nar.ts', 'src/cli/main.ts', 'src/nix/nar-reader.ts', 'src/nix/nar-listing.ts', 'src/store/nar-restore.ts', 'src/store/nar-worker-main.ts', 'src/store/nar-worker-pool.ts'])).toBe(true);
 });
 afterAll(() => {
   spawnSync('chmod', ['-R', 'u+w', work]);
