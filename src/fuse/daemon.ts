@@ -7,7 +7,7 @@ import { LazyError } from '../errors.js';
 import type { StorePath } from '../nix/store-path.js';
 import type { ProgressEvent, ProgressListener } from '../realise/progress.js';
 import { serveControl, type ControlServer } from './control-socket.js';
-import { mountStore, type MountHandle } from './mount.js';
+import { defaultBackend, mountStore, type FuseBackend, type MountHandle } from './mount.js';
 import { StoreView, type ViewRealiser, type ViewStore } from './store-view.js';
 
 export interface DaemonRealiser extends ViewRealiser {
@@ -25,6 +25,8 @@ export interface DaemonOptions {
   allowOther?: boolean;
   unknownKind?: 'directory' | 'symlink';
   waitMs?: number;
+  /** How to speak FUSE (default: defaultBackend()). */
+  backend?: FuseBackend;
   /** Serve `<state>/run/<pid>.sock` (default true). */
   control?: boolean;
   log?: (line: string) => void;
@@ -40,7 +42,9 @@ export interface Daemon {
 export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
   const log = dedupe(opts.log ?? (() => {}));
   const cancel = new AbortController();
+  const backend = opts.backend ?? defaultBackend();
   const view = new StoreView({
+    waitInRootLookup: backend === 'kernel',
     store: opts.store,
     realiser: opts.realiser,
     listRoot: opts.listRoot,
@@ -57,7 +61,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
   }) ?? (() => {});
   let mount: MountHandle;
   try {
-    mount = await mountStore({ mountpoint: opts.mountpoint, view, stateDir: opts.stateDir, allowOther: opts.allowOther, log });
+    mount = await mountStore({ mountpoint: opts.mountpoint, view, stateDir: opts.stateDir, allowOther: opts.allowOther, backend, log });
   } catch (e) {
     unsubscribe();
     unsubscribeRecent();

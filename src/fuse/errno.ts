@@ -18,6 +18,7 @@ const FUSE_CODES: Readonly<Record<string, number>> = {
   FUSE_BAD_HANDLE: E.EBADF,
   FUSE_NAME_TOO_LONG: E.ENAMETOOLONG,
   FUSE_SHUTDOWN: E.EIO,
+  FUSE_XATTR_RANGE: E.ERANGE,
 };
 
 /** Codes of other layers that mean "this path does not exist here" rather than "it broke". */

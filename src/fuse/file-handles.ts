@@ -29,6 +29,8 @@ export class FileHandles {
   private readonly idle = new Set<Entry>();
   private readonly opening = new Map<string, Promise<Entry>>();
   private next = 1;
+  /** Called before an fd is closed (passthrough drops the backing file registered for it). */
+  beforeClose: ((fd: number) => void) | undefined;
 
   async open(path: string): Promise<number> {
     const entry = this.byPath.get(path) ?? (await this.openShared(path));
@@ -50,6 +52,13 @@ export class FileHandles {
     });
   }
 
+  /** The fd behind `handle` (to register it as a passthrough backing file). */
+  fdOf(handle: number): number {
+    const entry = this.byHandle.get(handle);
+    if (!entry) throw new LazyError('FUSE_BAD_HANDLE', `no open file ${handle}`);
+    return entry.fd;
+  }
+
   async release(handle: number): Promise<void> {
     const entry = this.byHandle.get(handle);
     if (!entry) return;
@@ -60,6 +69,7 @@ export class FileHandles {
       const oldest = this.idle.values().next().value as Entry;
       this.idle.delete(oldest);
       this.byPath.delete(oldest.path);
+      this.beforeClose?.(oldest.fd);
       await closeAsync(oldest.fd);
     }
   }
@@ -73,6 +83,7 @@ export class FileHandles {
     this.byPath.clear();
     this.byHandle.clear();
     this.idle.clear();
+    for (const e of entries) this.beforeClose?.(e.fd);
     await Promise.allSettled(entries.map((e) => closeAsync(e.fd)));
   }
 

@@ -42,6 +42,12 @@ export interface StoreViewOptions {
   unknownKind?: 'directory' | 'symlink';
   /** List valid paths in the root directory (Nix's store is listable; a lazy one need not be). */
   listRoot?: boolean;
+  /**
+   * Let a root lookup wait for the realisation and answer the real attributes (no guesses).
+   * Only where the kernel runs lookups in one directory in parallel (FUSE_PARALLEL_DIROPS, the
+   * kernel-protocol session): there a waiting lookup holds up readers of that name alone.
+   */
+  waitInRootLookup?: boolean;
   /** Longest a reader waits for one realisation before EIO (default: no bound beyond the realiser's). */
   waitMs?: number;
   /** One line per realisation and per EIO cause. */
@@ -176,11 +182,26 @@ export class StoreView {
       this.valid.set(base, p);
       return attrsFromStats(path, await fsp.lstat(this.store.realPath(p)));
     }
+    if (this.opts.waitInRootLookup) return this.waitedRootEntry(path, base);
     // Start now so the work overlaps the reader's next op; the wait happens one level down.
     this.startRealise(base, p).catch(() => {});
     const attrs = guessedAttrs(path, plan.typeHint ?? this.unknownKind);
     this.answered.set(base, answeredOf(attrs));
     return attrs;
+  }
+
+  /**
+   * The root entry after waiting for the realisation. A failed path still looks up, as an empty
+   * directory the kernel must not cache, so its `user.lazystore.error` can be read and every
+   * read under it gets EIO (the failure is remembered, not rebuilt per reader).
+   */
+  private async waitedRootEntry(path: string, base: string): Promise<FuseStat> {
+    try {
+      return attrsFromStats(path, await fsp.lstat(await this.ensureValid(base)));
+    } catch (e) {
+      if (!this.failures.has(base)) throw e;
+      return { ...guessedAttrs(path, 'directory'), volatile: true };
+    }
   }
 
   // ---- one level down: wait, then answer or ESTALE ---------------------------------------

@@ -9,6 +9,7 @@ import { mkdtemp, rm, rmdir, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startDaemon, type Daemon } from '../../src/fuse/daemon.js';
+import type { FuseBackend } from '../../src/fuse/mount.js';
 import { parseStorePath, type StorePath } from '../../src/nix/store-path.js';
 import { KnownDerivations } from '../../src/realise/known-derivations.js';
 import type { ProgressEvent } from '../../src/realise/progress.js';
@@ -17,6 +18,9 @@ import { LocalStore } from '../../src/store/local-store.js';
 import { FIXTURES } from '../helpers/fixtures.js';
 
 export const HAVE_FUSE = existsSync('/dev/fuse');
+
+/** Both ways of speaking FUSE; the kernel-protocol session needs root. */
+export const BACKENDS: FuseBackend[] = process.getuid?.() === 0 ? ['kernel', 'libfuse'] : ['libfuse'];
 
 export function isMounted(dir: string): boolean {
   return readFileSync('/proc/self/mountinfo', 'utf8').split('\n').some((l) => l.split(' ')[4] === dir);
@@ -34,7 +38,7 @@ export interface TestMount {
   close(): Promise<void>;
 }
 
-export async function startTestMount(opts: RealiserOptions & { unknownKind?: 'directory' | 'symlink'; listRoot?: boolean } = {}): Promise<TestMount> {
+export async function startTestMount(opts: RealiserOptions & { unknownKind?: 'directory' | 'symlink'; listRoot?: boolean; backend?: FuseBackend } = {}): Promise<TestMount> {
   const state = await mkdtemp(join(tmpdir(), 'lazystore-fuse-state-'));
   const mp = await mkdtemp(join(tmpdir(), 'lazystore-fuse-mp-'));
   const store = await LocalStore.open(state);
@@ -43,7 +47,7 @@ export async function startTestMount(opts: RealiserOptions & { unknownKind?: 'di
   const events: ProgressEvent[] = [];
   realiser.onProgress((e) => events.push(e));
   const logs: string[] = [];
-  const daemon = await startDaemon({ mountpoint: mp, stateDir: state, store, realiser, unknownKind: opts.unknownKind, listRoot: opts.listRoot, log: (l) => logs.push(l) });
+  const daemon = await startDaemon({ mountpoint: mp, stateDir: state, store, realiser, unknownKind: opts.unknownKind, listRoot: opts.listRoot, backend: opts.backend, log: (l) => logs.push(l) });
   return {
     mp, state, store, known, realiser, daemon, events, logs,
     async close() {
