@@ -42,17 +42,13 @@ const MAX_OPS = 4096;
  * median, 0.3-0.4 ms p99 here. An entry costs 0.02-0.05 ms, but a file create took 0.3-1.2 ms
  * while other processes loaded the disk: 4 entries at most, and LOCAL_BUDGET_MS below sends
  * small NARs to the worker while the disk is that slow.
+ * This holds while other restores run too (a substitution's 8 jobs): once the cache reads and
+ * registration had become synchronous, handing each small NAR to the worker (a message, a
+ * SharedArrayBuffer, a wake-up) cost more than the overlap it bought — 561 cached paths: 0.48,
+ * 0.48, 0.48 s with the worker vs 0.40, 0.45, 0.41 s in this thread (interleaved runs).
  */
 const LOCAL_OPS = 4;
 const LOCAL_BYTES = 64 << 10;
-
-/**
- * restoreNar calls in progress. A small NAR is written in this thread only when it is the only
- * one: with several (a substitution's 8 jobs), the worker's file creates overlap this thread's
- * decompression and hashing — writing them here made copying 561 cached paths 1.30 s -> 1.47 s
- * (medians of 8 interleaved runs), while a lone sequential import gains (see LOCAL_OPS).
- */
-let restoresRunning = 0;
 
 /**
  * Average ms an entry took to write in this thread (moving, over recent small NARs). When a NAR
@@ -83,12 +79,7 @@ export async function restoreNar(
 ): Promise<{ narSize: number; narHash: Hash }> {
   const { signal } = opts;
   throwIfAborted(signal);
-  restoresRunning++;
-  try {
-    return await restore(source, destPath, signal);
-  } finally {
-    restoresRunning--;
-  }
+  return restore(source, destPath, signal);
 }
 
 async function restore(source: AsyncIterable<Uint8Array>, destPath: string, signal: AbortSignal | undefined): Promise<{ narSize: number; narHash: Hash }> {
@@ -207,7 +198,7 @@ async function restore(source: AsyncIterable<Uint8Array>, destPath: string, sign
   let narSize: number;
   try {
     ({ narSize } = await parseNar(hashed(), sink, { signal }));
-    const inThread = local && restoresRunning === 1 && localMsPerEntry * ops.length <= LOCAL_BUDGET_MS;
+    const inThread = local && localMsPerEntry * ops.length <= LOCAL_BUDGET_MS;
     if (local && !inThread) localMsPerEntry *= 0.9;
     if (inThread) {
       throwIfAborted(signal);
