@@ -138,6 +138,11 @@ export class StoreView {
     throw new LazyError('FUSE_STALE', `${path}: the kernel holds a guessed inode, the path is a ${kind ?? 'special file'}`);
   }
 
+  /** True when `path` lies in a store path known valid (nothing to wait for under it). */
+  isValidPath(path: string): boolean {
+    return path !== '/' && this.valid.has(splitMountPath(path).base);
+  }
+
   async getxattr(path: string, name: string): Promise<Buffer> {
     const value = (await this.xattrs(path)).get(name);
     if (value === undefined) throw new LazyError('FUSE_NO_XATTR', `${path} has no ${name}`);
