@@ -25,6 +25,8 @@ describe.skipIf(!HAVE_FUSE).each(BACKENDS)('lazystore mount (%s)', (backend) => 
     fresh = await freshDrvs({
       'fuse-slow-a': 'sleep 1; echo slow-a > $out',
       'fuse-slow-b': 'sleep 1; echo slow-b > $out',
+      'fuse-wait-a': 'sleep 1; echo wait-a > $out',
+      'fuse-wait-b': 'sleep 1; echo wait-b > $out',
       'fuse-crowd': 'sleep 1; mkdir $out; echo crowd > $out/file',
       'fuse-fails': 'echo going to fail; exit 3',
       'fuse-single': 'printf "one file" > $out',
@@ -121,6 +123,21 @@ describe.skipIf(!HAVE_FUSE).each(BACKENDS)('lazystore mount (%s)', (backend) => 
     expect(idx('started', a.drvPath)).toBeGreaterThanOrEqual(0);
     expect(idx('started', a.drvPath)).toBeLessThan(firstFinish);
     expect(idx('started', b.drvPath)).toBeLessThan(firstFinish);
+  });
+
+  it.runIf(backend === 'kernel')('root lookups wait for their builds, in parallel, holding up no lookup of another name', async () => {
+    const a = fresh['fuse-wait-a']!;
+    const b = fresh['fuse-wait-b']!;
+    const waiting = Promise.all([run('stat', ['-c', '%F', at(a.out)]), run('stat', ['-c', '%F', at(b.out)])]);
+    const seen = (type: string, drv: string) => m.events.some((e) => e.type === type && e.drvPath === drv);
+    while (!seen('started', a.drvPath) || !seen('started', b.drvPath)) await new Promise((r) => setTimeout(r, 10));
+    // both stats are inside LOOKUP in the store directory now; 50 other names still look up
+    const names = Array.from({ length: 50 }, (_, i) => join(m.mp, `${String(i).padStart(32, '0')}-other`));
+    const others = await run('stat', names);
+    expect(others.stderr.match(/No such file/g)).toHaveLength(50);
+    expect(seen('finished', a.drvPath) || seen('finished', b.drvPath)).toBe(false);
+    // the waiting lookups answered the real type: nothing was guessed
+    expect((await waiting).map((r) => r.stdout.trim())).toEqual(['regular file', 'regular file']);
   });
 
   it('a failing build is EIO for every reader, remembered, and the mount keeps serving', async () => {
