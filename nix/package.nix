@@ -7,6 +7,7 @@
   nodejs,
   autoPatchelfHook,
   makeWrapper,
+  python3,
   fuse,
   fuse3,
   bubblewrap,
@@ -30,6 +31,8 @@ buildNpmPackage {
       ../tsconfig.json
       ../tsconfig.build.json
       ../README.md
+      ../binding.gyp
+      ../native
       ../src
       ../bench
       ../scripts
@@ -57,7 +60,14 @@ buildNpmPackage {
   nativeBuildInputs = [
     autoPatchelfHook
     makeWrapper
+    python3 # node-gyp, for the passthrough addon
   ];
+
+  # native/fuse_backing.c: the two ioctls of FUSE passthrough (the install script is skipped
+  # above, so build it here, against nixpkgs' Node.js headers).
+  postBuild = ''
+    npm run build:native -- --nodedir=${nodejs}
+  '';
   buildInputs = [ fuse ]; # libfuse.so.2, which fuse-native's prebuilt addon links against
 
   # Tools the daemon spawns: bwrap (build sandbox), unshare/mount (`lazystore shell`), the
