@@ -40,15 +40,25 @@ const MAX_OPS = 4096;
  * synchronous calls once parsed, never touching the worker (no 16 MiB ring, no messages, no
  * wake-ups). Measured on the test machine's ext4, 562 host paths: a one-file path takes 0.04 ms
  * median, 0.3-0.4 ms p99 here. An entry costs 0.02-0.05 ms, but a file create took 0.3-1.2 ms
- * while other processes loaded the disk: 4 entries at most, and LOCAL_BUDGET_MS below sends
- * small NARs to the worker while the disk is that slow.
+ * while other processes loaded the disk: LOCAL_BUDGET_MS below sends small NARs to the worker
+ * while the disk is that slow. 16 entries, not 4: the fixture closure's three directory NARs of
+ * 5 entries each were the only restores of a 561-path substitution that needed the worker, and
+ * starting it (two threads, ~30 ms of CPU each) cost more than writing them here.
  * This holds while other restores run too (a substitution's 8 jobs): once the cache reads and
  * registration had become synchronous, handing each small NAR to the worker (a message, a
  * SharedArrayBuffer, a wake-up) cost more than the overlap it bought — 561 cached paths: 0.48,
  * 0.48, 0.48 s with the worker vs 0.40, 0.45, 0.41 s in this thread (interleaved runs).
  */
-const LOCAL_OPS = 4;
+const LOCAL_OPS = 16;
 const LOCAL_BYTES = 64 << 10;
+
+/**
+ * Spare local buffers. A fresh zeroed 64 KiB ArrayBuffer per NAR was 36 MiB of external memory
+ * for 561 small paths, which V8 answers with extra garbage collections; a buffer goes back here
+ * once its contents are written (or copied to the worker's ring) and nothing refers to it.
+ */
+const localPool: ArrayBuffer[] = [];
+const LOCAL_POOL_MAX = 16;
 
 /**
  * Average ms an entry took to write in this thread (moving, over recent small NARs). When a NAR
@@ -95,7 +105,8 @@ async function restore(source: AsyncIterable<Uint8Array>, destPath: string, sign
   // Until the NAR outgrows the local limits, contents collect in a private buffer and no worker
   // is involved; then they move to slot 0 of the shared ring and the worker takes over.
   let local = true;
-  const localBuf = new ArrayBuffer(LOCAL_BYTES);
+  const localBuf = localPool.pop() ?? new ArrayBuffer(LOCAL_BYTES);
+  const releaseLocalBuf = (): void => void (localPool.length < LOCAL_POOL_MAX && localPool.push(localBuf));
   let buf: Buffer = Buffer.from(localBuf);
   let cap = LOCAL_BYTES;
   let failed: LazyError | undefined;
@@ -124,6 +135,7 @@ async function restore(source: AsyncIterable<Uint8Array>, destPath: string, sign
     const ringBuf = Buffer.from(ring);
     buf.copy(ringBuf, 0, 0, used);
     buf = ringBuf;
+    releaseLocalBuf();
     cap = slotSize;
     local = false;
     const ch = openSharedChannel(id, listener, onFail);
@@ -209,6 +221,7 @@ async function restore(source: AsyncIterable<Uint8Array>, destPath: string, sign
         { op: 'restore-end', id, abort: false },
       ]);
       localMsPerEntry = 0.7 * localMsPerEntry + (0.3 * (performance.now() - t0)) / ops.length;
+      releaseLocalBuf();
     } else {
       if (local) channel = toWorker(true);
       await flush();

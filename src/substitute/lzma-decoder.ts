@@ -72,9 +72,21 @@ export class Lzma {
   private readonly repLenProbs = new Uint16Array(2 + 16 * 8 * 2 + 256);
 
   constructor(
-    private readonly inp: Input,
-    private readonly out: Output,
+    private inp: Input,
+    private out: Output,
   ) {}
+
+  /**
+   * Points this decoder at another input and output, keeping its probability arrays (~40 KiB,
+   * which per NAR of a 561-path closure were most of the garbage the decoder made). LZMA2 data
+   * must begin with a chunk that sets properties and resets the state (decodeLzma2 enforces
+   * it), so nothing of the previous stream can leak into the next.
+   */
+  rebind(inp: Input, out: Output): this {
+    this.inp = inp;
+    this.out = out;
+    return this;
+  }
 
   setProps(b: number): void {
     if (b >= 9 * 5 * 5) throw corrupt('bad LZMA properties');

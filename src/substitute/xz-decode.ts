@@ -73,8 +73,11 @@ function decodeBlock(inp: Input, headerSizeByte: number, out: Output): void {
   decodeLzma2(inp, out);
 }
 
+/** One decoder for every call: decoding is synchronous, so calls never overlap. */
+let shared: Lzma | undefined;
+
 function decodeLzma2(inp: Input, out: Output): void {
-  const lz = new Lzma(inp, out);
+  const lz = shared?.rebind(inp, out) ?? (shared = new Lzma(inp, out));
   let needDictReset = true;
   let needProps = true;
   for (;;) {

@@ -59,7 +59,7 @@ describe('restoreNar', () => {
     );
   });
 
-  it('restores NARs on both sides of the in-thread limits (4 entries, 64 KiB of contents) exactly', async () => {
+  it('restores NARs on both sides of the in-thread limits (16 entries, 64 KiB of contents) exactly', async () => {
     const K = 64 << 10;
     const files = (count: number, size: number): NarTree => ({
       type: 'directory',
@@ -74,6 +74,9 @@ describe('restoreNar', () => {
       files(2, 10),
       files(3, 10),
       files(4, 10),
+      files(15, 10),
+      files(16, 10),
+      files(17, 10),
       files(40, 10),
       files(3, 30_000),
       { type: 'directory', entries: { a: { type: 'regular', contents: Buffer.alloc(K - 100, 5) }, b: { type: 'regular', contents: Buffer.alloc(200, 6) }, c: { type: 'symlink', target: 'a' } } },
