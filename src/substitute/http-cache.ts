@@ -1,9 +1,18 @@
 /**
- * `http(s)://` binary caches over Node's global fetch. Transient failures (5xx, 429, connection
- * resets, timeouts) are retried with exponential backoff, as Nix's `download-attempts` (5) does;
- * 404, 410 and 403 mean "not here" (S3 answers 403 for a missing key) and are never retried.
+ * `http(s)://` binary caches over node:http(s) with keep-alive connections. Transient failures
+ * (5xx, 429, connection resets, timeouts) are retried with exponential backoff, as Nix's
+ * `download-attempts` (5) does; 404, 410 and 403 mean "not here" (S3 answers 403 for a missing
+ * key) and are never retried. Redirects are followed (at most MAX_REDIRECTS).
+ *
+ * Why not the global fetch: its Request/Response/Headers objects and WHATWG body streams cost
+ * ~0.25 ms of CPU per request here; substituting 561 small paths (1122 requests) spent 0.3 s of
+ * a 0.98 s profile inside undici against 0.47 s for all of `nix copy`.
  */
+import * as http from 'node:http';
+import * as https from 'node:https';
+import { pipeline } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
+import * as zlib from 'node:zlib';
 import { LazyError, abortError, throwIfAborted } from '../errors.js';
 import type { CacheTransport } from './cache-transport.js';
 
@@ -19,6 +28,21 @@ export interface HttpOptions {
 }
 
 const NOT_FOUND = new Set([403, 404, 410]);
+const REDIRECTS = new Set([301, 302, 303, 307, 308]);
+const MAX_REDIRECTS = 10;
+
+/** Kept-alive connections, shared by all caches (idle sockets are unref'd: they never hold the process). */
+const AGENTS = {
+  'http:': new http.Agent({ keepAlive: true, maxSockets: 16 }),
+  'https:': new https.Agent({ keepAlive: true, maxSockets: 16 }),
+};
+
+/** A response: status, message and a body whose content coding is already undone. */
+interface Reply {
+  status: number;
+  statusText: string;
+  body: AsyncIterable<Uint8Array> & { destroy(e?: Error): void; resume(): unknown };
+}
 
 function isTransientStatus(status: number): boolean {
   return status >= 500 || status === 429 || status === 408;
@@ -49,7 +73,7 @@ export class HttpTransport implements CacheTransport {
 
   async getText(rel: string, opts: { signal?: AbortSignal } = {}): Promise<string | undefined> {
     // Small files: the body read is inside the retry loop too.
-    return this.withRetries(rel, opts.signal, async (res) => (res ? await res.text() : undefined), true);
+    return this.withRetries(rel, opts.signal, async (res) => (res ? await readAll(res) : undefined), true);
   }
 
   /**
@@ -59,7 +83,7 @@ export class HttpTransport implements CacheTransport {
   private async withRetries<T>(
     rel: string,
     signal: AbortSignal | undefined,
-    use: (res: Response | undefined, ctl: AbortController) => Promise<T>,
+    use: (res: Reply | undefined, ctl: AbortController) => Promise<T>,
     retryBody = false,
   ): Promise<T> {
     const url = `${this.url}/${rel}`;
@@ -76,15 +100,15 @@ export class HttpTransport implements CacheTransport {
       signal?.addEventListener('abort', onAbort, { once: true });
       let handedOver = false;
       try {
-        const res = await fetch(url, { signal: ctl.signal, redirect: 'follow' });
+        const res = await fetchFollowing(url, ctl.signal);
         // A small body read whole stays under the same deadline; a streamed one gets a stall timer.
         if (!retryBody) clearTimeout(timer);
         if (NOT_FOUND.has(res.status)) {
-          await res.body?.cancel();
+          res.body.resume();
           return await use(undefined, ctl);
         }
-        if (!res.ok) {
-          await res.body?.cancel();
+        if (res.status < 200 || res.status > 299) {
+          res.body.resume();
           const e = new LazyError('SUBST_HTTP', `${url}: HTTP ${res.status} ${res.statusText}`, {
             details: { url, status: res.status, transient: isTransientStatus(res.status) },
           });
@@ -114,7 +138,7 @@ export class HttpTransport implements CacheTransport {
   }
 
   /** The response body with a stall timer; errors become SUBST_HTTP with `transient`. */
-  private async *body(res: Response, ctl: AbortController, rel: string, signal?: AbortSignal): AsyncGenerator<Uint8Array> {
+  private async *body(res: Reply, ctl: AbortController, rel: string, signal?: AbortSignal): AsyncGenerator<Uint8Array> {
     const url = `${this.url}/${rel}`;
     let timer: NodeJS.Timeout | undefined;
     const arm = (): void => {
@@ -123,23 +147,76 @@ export class HttpTransport implements CacheTransport {
     };
     const onAbort = (): void => ctl.abort(signal?.reason);
     signal?.addEventListener('abort', onAbort, { once: true });
+    let done = false;
     try {
       throwIfAborted(signal);
-      if (!res.body) return;
       arm();
-      for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
+      for await (const chunk of res.body) {
         arm();
         yield chunk;
       }
+      done = true;
     } catch (e) {
       if (signal?.aborted) throw abortError(signal);
       throw toHttpError(e, url, ctl.signal.reason);
     } finally {
       clearTimeout(timer);
       signal?.removeEventListener('abort', onAbort);
-      if (!ctl.signal.aborted) ctl.abort();
+      // A consumer that stopped early: drop the connection rather than read the rest.
+      if (!done) res.body.destroy();
     }
   }
+}
+
+/** GET `url` (aborted by `signal`), following redirects; the body is not read yet. */
+async function fetchFollowing(url: string, signal: AbortSignal): Promise<Reply> {
+  for (let hops = 0; ; hops++) {
+    const res = await get(url, signal);
+    const location = res.headers.location;
+    if (!REDIRECTS.has(res.statusCode ?? 0) || location === undefined) return reply(res);
+    res.resume();
+    if (hops >= MAX_REDIRECTS) {
+      throw new LazyError('SUBST_HTTP', `${url}: more than ${MAX_REDIRECTS} redirects`, { details: { url, transient: false } });
+    }
+    url = new URL(location, url).toString();
+  }
+}
+
+function get(url: string, signal: AbortSignal): Promise<http.IncomingMessage> {
+  return new Promise((resolve, reject) => {
+    const u = new URL(url);
+    if (u.protocol !== 'http:' && u.protocol !== 'https:') {
+      reject(new LazyError('SUBST_HTTP', `${url}: redirected to an unsupported scheme`, { details: { url, transient: false } }));
+      return;
+    }
+    const mod = u.protocol === 'https:' ? https : http;
+    const req = mod.get(u, { agent: AGENTS[u.protocol], signal, headers: { 'accept-encoding': 'gzip, deflate, br' } }, resolve);
+    req.on('error', reject);
+  });
+}
+
+/** The response with its Content-Encoding (gzip, deflate, br) undone, as fetch did. */
+function reply(res: http.IncomingMessage): Reply {
+  const status = res.statusCode ?? 0;
+  const statusText = res.statusMessage ?? '';
+  const coding = (res.headers['content-encoding'] ?? 'identity').toLowerCase().trim();
+  const decoder =
+    coding === 'gzip' || coding === 'x-gzip'
+      ? zlib.createGunzip()
+      : coding === 'deflate'
+        ? zlib.createInflate()
+        : coding === 'br'
+          ? zlib.createBrotliDecompress()
+          : undefined;
+  if (decoder === undefined) return { status, statusText, body: res };
+  pipeline(res, decoder, () => undefined); // errors surface on the decoder, which is iterated
+  return { status, statusText, body: decoder };
+}
+
+async function readAll(res: Reply): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const c of res.body) chunks.push(Buffer.isBuffer(c) ? c : Buffer.from(c));
+  return Buffer.concat(chunks).toString('utf8');
 }
 
 /** Network-level failures (resets, refused connections, timeouts) are transient. */
