@@ -2,9 +2,13 @@
  * Memory of narinfo lookups per binary cache, like Nix's narinfo disk cache: a hit is kept for
  * `positiveTtlMs` (Nix: ttl-positive-narinfo-cache = 30 days), a miss for `negativeTtlMs` (Nix:
  * ttl-negative-narinfo-cache = 1 hour, so a path pushed later is seen within the hour).
- * Concurrent lookups of one path share one request.
+ * Concurrent lookups of one path share one request. At most `max` answers are kept, least
+ * recently used dropped first.
+ *
+ * A Map in recency order (a hit is moved to the end) rather than lru-cache: that one allocates
+ * its arrays for `max` entries up front, 7.5 ms for the default 100 000 with TTLs — paid by
+ * every `lazystore copy` run, which remembers a few hundred.
  */
-import { LRUCache } from 'lru-cache';
 import type { NarInfo } from '../nix/narinfo.js';
 
 export interface NarInfoCacheOptions {
@@ -19,18 +23,21 @@ export const DEFAULT_NEGATIVE_TTL_MS = 3600 * 1000;
 
 interface Entry {
   info: NarInfo | undefined;
+  /** performance.now() after which the entry is stale. */
+  expires: number;
 }
 
 export class NarInfoCache {
-  private readonly lru: LRUCache<string, Entry>;
+  private readonly entries = new Map<string, Entry>();
   private readonly inflight = new Map<string, Promise<NarInfo | undefined>>();
   private readonly positiveTtl: number;
   private readonly negativeTtl: number;
+  private readonly max: number;
 
   constructor(opts: NarInfoCacheOptions = {}) {
     this.positiveTtl = opts.positiveTtlMs ?? DEFAULT_POSITIVE_TTL_MS;
     this.negativeTtl = opts.negativeTtlMs ?? DEFAULT_NEGATIVE_TTL_MS;
-    this.lru = new LRUCache<string, Entry>({ max: opts.max ?? 100_000, ttl: this.positiveTtl, ttlAutopurge: false });
+    this.max = Math.max(1, opts.max ?? 100_000);
   }
 
   /**
@@ -38,13 +45,19 @@ export class NarInfoCache {
    * not remembered: a cache that is down now may answer in a second).
    */
   async get(key: string, fetch: () => Promise<NarInfo | undefined>): Promise<NarInfo | undefined> {
-    const hit = this.lru.get(key);
-    if (hit) return hit.info;
+    const hit = this.entries.get(key);
+    if (hit) {
+      this.entries.delete(key);
+      if (hit.expires > performance.now()) {
+        this.entries.set(key, hit); // most recently used
+        return hit.info;
+      }
+    }
     const running = this.inflight.get(key);
     if (running) return running;
     const p = fetch().then(
       (info) => {
-        this.lru.set(key, { info }, { ttl: info ? this.positiveTtl : this.negativeTtl });
+        this.remember(key, info);
         this.inflight.delete(key);
         return info;
       },
@@ -59,10 +72,18 @@ export class NarInfoCache {
 
   /** Forget `key` (after an import found the cache's copy broken, or a push). */
   delete(key: string): void {
-    this.lru.delete(key);
+    this.entries.delete(key);
   }
 
   clear(): void {
-    this.lru.clear();
+    this.entries.clear();
+  }
+
+  private remember(key: string, info: NarInfo | undefined): void {
+    const ttl = info ? this.positiveTtl : this.negativeTtl;
+    if (!(ttl > 0)) return; // a zero TTL remembers nothing
+    this.entries.delete(key);
+    this.entries.set(key, { info, expires: performance.now() + ttl });
+    if (this.entries.size > this.max) this.entries.delete(this.entries.keys().next().value!);
   }
 }
