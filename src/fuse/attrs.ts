@@ -27,8 +27,6 @@ export interface FuseStat {
   ctime: number;
   dev: number;
   rdev: number;
-  /** Not to be cached by the kernel (a placeholder for a path whose realisation failed). */
-  volatile?: boolean;
 }
 
 /** Nix canonicalises every mtime to 1 s after the epoch. */

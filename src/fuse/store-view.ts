@@ -15,7 +15,7 @@ import { parseStoreBaseName, STORE_DIR, type StorePath } from '../nix/store-path
 import type { PathInfo } from '../store/path-info.js';
 import { answeredOf, attrsFromStats, guessedAttrs, kindOfMode, rootAttrs, type Answered, type FileKind, type FuseStat } from './attrs.js';
 import { FileHandles } from './file-handles.js';
-import { pathXattrs } from './xattrs.js';
+import { pathXattrs, rootXattrs } from './xattrs.js';
 
 /** The part of LocalStore the view reads. */
 export interface ViewStore {
@@ -138,11 +138,6 @@ export class StoreView {
     throw new LazyError('FUSE_STALE', `${path}: the kernel holds a guessed inode, the path is a ${kind ?? 'special file'}`);
   }
 
-  /** True when `path` lies in a store path known valid (nothing to wait for under it). */
-  isValidPath(path: string): boolean {
-    return path !== '/' && this.valid.has(splitMountPath(path).base);
-  }
-
   async getxattr(path: string, name: string): Promise<Buffer> {
     const value = (await this.xattrs(path)).get(name);
     if (value === undefined) throw new LazyError('FUSE_NO_XATTR', `${path} has no ${name}`);
@@ -187,26 +182,13 @@ export class StoreView {
       this.valid.set(base, p);
       return attrsFromStats(path, await fsp.lstat(this.store.realPath(p)));
     }
-    if (this.opts.waitInRootLookup) return this.waitedRootEntry(path, base);
+    // parallel lookups: wait here and answer the real attributes (a failure: its errno, EIO)
+    if (this.opts.waitInRootLookup) return attrsFromStats(path, await fsp.lstat(await this.ensureValid(base)));
     // Start now so the work overlaps the reader's next op; the wait happens one level down.
     this.startRealise(base, p).catch(() => {});
     const attrs = guessedAttrs(path, plan.typeHint ?? this.unknownKind);
     this.answered.set(base, answeredOf(attrs));
     return attrs;
-  }
-
-  /**
-   * The root entry after waiting for the realisation. A failed path still looks up, as an empty
-   * directory the kernel must not cache, so its `user.lazystore.error` can be read and every
-   * read under it gets EIO (the failure is remembered, not rebuilt per reader).
-   */
-  private async waitedRootEntry(path: string, base: string): Promise<FuseStat> {
-    try {
-      return attrsFromStats(path, await fsp.lstat(await this.ensureValid(base)));
-    } catch (e) {
-      if (!this.failures.has(base)) throw e;
-      return { ...guessedAttrs(path, 'directory'), volatile: true };
-    }
   }
 
   // ---- one level down: wait, then answer or ESTALE ---------------------------------------
@@ -298,7 +280,8 @@ export class StoreView {
 
   private async xattrs(path: string): Promise<Map<string, string>> {
     const { base, rest } = splitMountPath(path);
-    if (base === '' || rest !== '') return new Map();
+    if (base === '') return rootXattrs([...this.failures.entries()].map(([b, f]) => [b, f.message]));
+    if (rest !== '') return new Map();
     const p = parseBase(base);
     const failure = this.failures.get(base);
     const info = this.valid.has(base) || !failure ? await this.store.queryPathInfo(p) : undefined;

@@ -12,7 +12,6 @@ import { execFile, spawn } from 'node:child_process';
 import { Worker } from 'node:worker_threads';
 import { promisify } from 'node:util';
 import { LazyError } from '../../errors.js';
-import { FOPEN_CACHE_DIR, FOPEN_KEEP_CACHE, OP } from './protocol.js';
 
 const openAsync = promisify(open);
 
@@ -25,8 +24,6 @@ export interface FuseDevice {
   readonly mountpoint: string;
   /** Resolves when the kernel ends the connection (unmounted or aborted). */
   readonly ended: Promise<void>;
-  /** Lets the reader answer OPENDIR of directory `id` itself from now on (nothing to wait for). */
-  openable(id: number): void;
   /** Sends one reply; a reply to a request the kernel dropped (interrupted) is ignored. */
   write(buf: Buffer, data?: Buffer): void;
   /** Lazy unmount, then abort what is left of the connection (busy readers get ENOTCONN). */
@@ -40,53 +37,25 @@ export interface MountDeviceOptions {
   signal?: AbortSignal;
 }
 
-/**
- * The reader, run as eval'd source so it works from src (vitest) and dist alike. It answers
- * two requests itself, without a hop to the main thread: OPENDIR of a directory the session
- * marked in the shared `openable` bitset (inside a valid path: nothing to wait for; the listing
- * is then kept in the kernel's cache), and RELEASEDIR. A `find` opens every directory, so this
- * is what keeps a warm walk as fast as tmpfs.
- */
+/** The reader, run as eval'd source so it works from src (vitest) and dist alike. */
 const READER = `
 const { workerData, parentPort } = require('node:worker_threads');
-const { readSync, writeSync } = require('node:fs');
-const { fd, size, openable, openFlags } = workerData;
-const bits = new Int32Array(openable);
-const buf = Buffer.allocUnsafe(size);
-const out = Buffer.alloc(32);
-function answer(unique, withOpen) {
-  out.writeUInt32LE(withOpen ? 32 : 16, 0);
-  out.writeInt32LE(0, 4);
-  out.writeBigUInt64LE(unique, 8);
-  out.writeUInt32LE(openFlags, 24);
-  try { writeSync(fd, out, 0, withOpen ? 32 : 16); } catch {}
-}
+const { readSync } = require('node:fs');
+const buf = Buffer.allocUnsafe(workerData.size);
 for (;;) {
   let n;
   try {
-    n = readSync(fd, buf, 0, buf.length, null);
+    n = readSync(workerData.fd, buf, 0, buf.length, null);
   } catch (e) {
     // ENOENT: the request was interrupted before we read it; EINTR/EAGAIN: try again
     if (e.code === 'ENOENT' || e.code === 'EINTR' || e.code === 'EAGAIN') continue;
     parentPort.postMessage({ end: e.code === 'ENODEV' ? null : String(e.message) });
     break;
   }
-  const opcode = buf.readUInt32LE(4);
-  if (opcode === ${OP.OPENDIR} || opcode === ${OP.RELEASEDIR}) {
-    const id = buf.readUInt32LE(20) === 0 ? buf.readUInt32LE(16) : -1;
-    if (opcode === ${OP.RELEASEDIR}) { answer(buf.readBigUInt64LE(8), false); continue; }
-    if (id >= 0 && id < bits.length * 32 && (Atomics.load(bits, id >>> 5) & (1 << (id & 31))) !== 0) {
-      answer(buf.readBigUInt64LE(8), true);
-      continue;
-    }
-  }
   const req = new Uint8Array(n);
   req.set(buf.subarray(0, n));
   parentPort.postMessage(req, [req.buffer]);
 }`;
-
-/** Node ids the reader may open as directories by itself: 2^22 ids, 512 KiB shared. */
-const OPENABLE_IDS = 1 << 22;
 
 export async function mountDevice(opts: MountDeviceOptions): Promise<FuseDevice> {
   opts.signal?.throwIfAborted();
@@ -98,7 +67,7 @@ export async function mountDevice(opts: MountDeviceOptions): Promise<FuseDevice>
   }
   const uid = process.getuid?.() ?? 0;
   const gid = process.getgid?.() ?? 0;
-  const options = ['ro', 'nosuid', 'nodev', 'fd=3', 'rootmode=40000', `user_id=${uid}`, `group_id=${gid}`, 'default_permissions'];
+  const options = ['ro', 'nosuid', 'nodev', 'fd=3', 'rootmode=40000', `user_id=${uid}`, `group_id=${gid}`];
   if (opts.allowOther) options.push('allow_other');
   try {
     await mountWithFd(fd, ['-i', '-t', 'fuse.lazystore', '-o', options.join(','), 'lazystore', opts.mountpoint], opts.signal);
@@ -110,10 +79,7 @@ export async function mountDevice(opts: MountDeviceOptions): Promise<FuseDevice>
 }
 
 function startDevice(fd: number, opts: MountDeviceOptions): FuseDevice {
-  const openable = new SharedArrayBuffer(OPENABLE_IDS / 8);
-  const bits = new Int32Array(openable);
-  const workerData = { fd, size: READ_BUFFER, openable, openFlags: FOPEN_KEEP_CACHE | FOPEN_CACHE_DIR };
-  const worker = new Worker(READER, { eval: true, name: 'lazystore-fuse-reader', execArgv: [], workerData });
+  const worker = new Worker(READER, { eval: true, name: 'lazystore-fuse-reader', execArgv: [], workerData: { fd, size: READ_BUFFER } });
   worker.unref();
   let finish!: () => void;
   const ended = new Promise<void>((resolve) => (finish = resolve));
@@ -139,9 +105,6 @@ function startDevice(fd: number, opts: MountDeviceOptions): FuseDevice {
     fd,
     mountpoint: opts.mountpoint,
     ended,
-    openable(id) {
-      if (id < OPENABLE_IDS) Atomics.or(bits, id >>> 5, 1 << (id & 31));
-    },
     write(buf, data) {
       if (!open) return;
       try {

@@ -42,7 +42,6 @@ export const INIT = {
 } as const;
 
 export const FOPEN_KEEP_CACHE = 1 << 1;
-export const FOPEN_CACHE_DIR = 1 << 3;
 export const FOPEN_PASSTHROUGH = 1 << 7;
 
 export const IN_HEADER = 40;

@@ -17,7 +17,7 @@ import { mountDevice, MAX_WRITE, type FuseDevice } from './device.js';
 import { childPath, Nodes, type Node } from './nodes.js';
 import { Passthrough, passthroughAddon } from './passthrough.js';
 import {
-  attrOut, cString, direntSize, direntType, ENTRY_OUT, entryOut, errorReply, FOPEN_CACHE_DIR, FOPEN_KEEP_CACHE, FOPEN_PASSTHROUGH,
+  attrOut, cString, direntSize, direntType, ENTRY_OUT, entryOut, errorReply, FOPEN_KEEP_CACHE, FOPEN_PASSTHROUGH,
   INIT, initOut, KERNEL_MINOR, KERNEL_MINOR_MIN, OP, openOut, OUT_HEADER, outHeader, parseInit, parseReadIn,
   parseRequest, putDirent, putEntry, reply, statfsOut, u64, WRITE_OPS, xattrSizeOut, type Request,
 } from './protocol.js';
@@ -105,21 +105,15 @@ export class KernelSession {
       }
       case OP.INTERRUPT: return; // the wait ends with the realisation, bounded by its timeout
       case OP.LOOKUP: return this.lookup(req);
-      case OP.GETATTR: return this.answer(req, 'getattr', async (path) => {
-        const st = await this.opts.view.getattr(path);
-        return attrOut(st, this.secondsFor(st));
-      });
+      case OP.GETATTR: return this.answer(req, 'getattr', async (path) => attrOut(await this.opts.view.getattr(path), this.opts.cacheSeconds));
       case OP.READLINK: return this.answer(req, 'readlink', async (path) => Buffer.from(await this.opts.view.readlink(path)));
       case OP.OPEN: return this.answer(req, 'open', (path) => this.open(path, req.body.readUInt32LE(0)));
       case OP.READ: return this.read(req);
       case OP.RELEASE: return this.answer(req, 'release', async () => (await this.opts.view.handles.release(u64(req.body, 0)), undefined));
-      // the reader answers OPENDIR of directories inside valid paths itself (device.openable);
-      // what reaches us waits for a realisation or fails (a failed path: EIO)
-      case OP.OPENDIR: return this.answer(req, 'opendir', async (path, node) => {
-        await this.opts.view.opendir(path);
-        this.device.openable(node.id);
-        return openOut(0, FOPEN_KEEP_CACHE | FOPEN_CACHE_DIR);
-      });
+      // No OPENDIR: directories then open without a request, and their listings stay in the
+      // kernel's cache (FOPEN_CACHE_DIR is the kernel's default for no-opendir). Nothing needs
+      // it: a root lookup has waited for its path, and a failed path never looks up.
+      case OP.OPENDIR: return this.device.write(errorReply(req.unique, -ENOSYS));
       case OP.RELEASEDIR: return this.device.write(reply(req.unique));
       case OP.READDIR: return this.answer(req, 'readdir', (_p, node) => this.readdir(node, req, false));
       case OP.READDIRPLUS: return this.answer(req, 'readdir', (_p, node) => this.readdir(node, req, true));
@@ -178,7 +172,7 @@ export class KernelSession {
     if (!parent) return this.device.write(errorReply(req.unique, -ERRNO.ESTALE));
     const path = childPath(parent.path, cString(req.body));
     this.opts.view.getattr(path).then(
-      (st) => this.device.write(reply(req.unique, entryOut(this.entryNode(path, st).id, st, this.secondsFor(st), this.secondsFor(st)))),
+      (st) => this.device.write(reply(req.unique, entryOut(this.nodes.ref(path).id, st, this.opts.cacheSeconds, this.opts.cacheSeconds))),
       (e: unknown) => {
         const errno = toErrno(e, 'lookup', path, this.opts.log);
         // a negative entry the kernel keeps for a moment: the path may become realisable
@@ -186,21 +180,6 @@ export class KernelSession {
         else this.device.write(errorReply(req.unique, errno));
       },
     );
-  }
-
-  /**
-   * The node for an entry about to be sent (one more lookup). A real directory (not a guess or
-   * a failed path's placeholder, which are volatile or from the libfuse-style guess path) can
-   * be opened by the reader without asking us.
-   */
-  private entryNode(path: string, st: FuseStat): Node {
-    const node = this.nodes.ref(path);
-    if (!st.volatile && (st.mode & 0o170000) === 0o040000 && this.opts.view.isValidPath(path)) this.device.openable(node.id);
-    return node;
-  }
-
-  private secondsFor(st: FuseStat): number {
-    return st.volatile ? 0 : this.opts.cacheSeconds;
   }
 
   private async open(path: string, flags: number): Promise<Buffer> {
@@ -229,7 +208,7 @@ export class KernelSession {
       if (used + need > size) break;
       if (plus) {
         // an entry with a node id counts as a lookup; '.', '..' and root entries go without one
-        if (e.st && e.path) putEntry(out, used, this.entryNode(e.path, e.st).id, e.st, this.opts.cacheSeconds, this.opts.cacheSeconds);
+        if (e.st && e.path) putEntry(out, used, this.nodes.ref(e.path).id, e.st, this.opts.cacheSeconds, this.opts.cacheSeconds);
         else putEntry(out, used, 0, undefined, 0, 0);
         putDirent(out, used + ENTRY_OUT, e.name, e.ino, i + 1, e.type);
       } else {
