@@ -1,13 +1,13 @@
 /**
  * The mount against its peers, same run, same data:
- *   - sequential read of a 1 GiB file (dd bs=1M), cold (first read after a fresh mount) and
- *     warm (the median of the WARM_REPS reads right after), vs the same file on tmpfs and through `bindfs -o
- *     multithreaded` over the same unpacked store directory;
- *   - `find -printf %s` (an lstat per entry) over 20k files in 200 directories, cold and warm,
- *     vs the same peers;
+ *   - sequential read of a 1 GiB file (dd bs=1M) and `find -printf %s` (an lstat per entry)
+ *     over 20k files in 200 directories, vs the same file on tmpfs and through `bindfs -o
+ *     multithreaded` over the same unpacked store directory: cold = the first run after a
+ *     fresh mount (median of REPS mounts), warm = all peers up, runs interleaved (median of
+ *     WARM_REPS), each timed by bash around the command;
  *   - time to the first byte of a file in an unbuilt path (a fresh 3-derivation chain) through
  *     the mount vs `nix-store --realise` + `cat` with real Nix 2.8.
- * Medians of REPS fresh mounts. The daemon runs as `lazystore mount` in a child process (the
+ * The daemon runs as `lazystore mount` in a child process (the
  * compiled CLI). The machine has 2 cores shared with other work: noisy; ratios matter.
  */
 import { mkdir, mkdtemp, open, rm, rmdir, writeFile } from 'node:fs/promises';
@@ -25,7 +25,7 @@ const MAIN = join(SELF, '../../src/cli/main.js');
 const LIB_NIX = join(process.env.LAZYSTORE_FIXTURES ?? '/tmp/nix-reference', 'nix/lib.nix');
 const REPS = 3;
 /** Warm figures: the median of this many runs in each mount (one warm run is too noisy here). */
-const WARM_REPS = 7;
+const WARM_REPS = 9;
 const BIG_MIB = 1024;
 const DIRS = 200;
 const FILES_PER_DIR = 100;
@@ -117,34 +117,62 @@ interface Figures {
   statWarm: number;
 }
 
-/** MB/s for reads, entries/s for find; medians over REPS fresh mounts. */
-async function measure(peer: Peer): Promise<Figures> {
-  const f: Record<keyof Figures, number[]> = { readCold: [], readWarm: [], statCold: [], statWarm: [] };
-  const mb = (BIG_MIB * (1 << 20)) / 1e6;
+const MB = (BIG_MIB * (1 << 20)) / 1e6;
+/** Entries `find` prints: the files, their directories and tree/ itself. */
+const ENTRIES = DIRS * FILES_PER_DIR + DIRS + 1;
+
+/** Seconds a command takes, timed by bash around it (no process-spawn time), output discarded. */
+async function timeInShell(cmd: string, args: string[]): Promise<number> {
+  const script = 't=$EPOCHREALTIME; "$@" > /dev/null || exit 1; echo "$t $EPOCHREALTIME"';
+  const r = await execa('bash', ['-c', script, 'bash', cmd, ...args], { reject: false });
+  if (r.exitCode !== 0) throw new Error(`${cmd} ${args.join(' ')}: ${r.stderr}`);
+  const [t0, t1] = r.stdout.trim().split(' ').map(Number);
+  return t1! - t0!;
+}
+
+const readBig = (dir: string) => timeInShell('dd', [`if=${dir}/big`, 'of=/dev/null', 'bs=1M']);
+const findTree = (dir: string) => timeInShell('find', [`${dir}/tree`, '-printf', '%s\n']);
+
+/** Cold figures: the first read and the first find after a fresh mount, medians over REPS mounts. */
+async function measureCold(peer: Peer): Promise<Pick<Figures, 'readCold' | 'statCold'>> {
+  const read: number[] = [];
+  const stat: number[] = [];
   for (let i = 0; i < REPS; i++) {
-    let dir = await peer.up();
-    try {
-      f.readCold.push(mb / (await timeCmd('dd', [`if=${dir}/big`, 'of=/dev/null', 'bs=1M'])).s);
-      const warm: number[] = [];
-      for (let w = 0; w < WARM_REPS; w++) warm.push(mb / (await timeCmd('dd', [`if=${dir}/big`, 'of=/dev/null', 'bs=1M'])).s);
-      f.readWarm.push(median(warm));
-    } finally {
-      await peer.down();
-    }
-    dir = await peer.up();
-    try {
-      const cold = await timeCmd('find', [`${dir}/tree`, '-printf', '%s\n']);
-      const n = cold.stdout.split('\n').length;
-      if (n < DIRS * FILES_PER_DIR) throw new Error(`${peer.name}: find saw ${n} entries`);
-      f.statCold.push(n / cold.s);
-      const warm: number[] = [];
-      for (let w = 0; w < WARM_REPS; w++) warm.push(n / (await timeCmd('find', [`${dir}/tree`, '-printf', '%s\n'])).s);
-      f.statWarm.push(median(warm));
-    } finally {
-      await peer.down();
+    for (const [what, out] of [[readBig, read], [findTree, stat]] as const) {
+      const dir = await peer.up();
+      try {
+        out.push(await what(dir));
+      } finally {
+        await peer.down();
+      }
     }
   }
-  return { readCold: median(f.readCold), readWarm: median(f.readWarm), statCold: median(f.statCold), statWarm: median(f.statWarm) };
+  return { readCold: MB / median(read), statCold: ENTRIES / median(stat) };
+}
+
+/**
+ * Warm figures, interleaved: every peer up at once, one warm-up pass, then WARM_REPS rounds
+ * that read and walk each peer in turn, so the ratios come from the same minutes.
+ */
+async function measureWarm(peers: Peer[]): Promise<Map<string, Pick<Figures, 'readWarm' | 'statWarm'>>> {
+  const dirs: string[] = [];
+  try {
+    for (const p of peers) dirs.push(await p.up());
+    const counted = await Promise.all(dirs.map((d) => execa('find', [`${d}/tree`]).then((r) => r.stdout.split('\n').length)));
+    counted.forEach((n, i) => {
+      if (n !== ENTRIES) throw new Error(`${peers[i]!.name}: find saw ${n} entries, not ${ENTRIES}`);
+    });
+    for (const d of dirs) await readBig(d);
+    const read = dirs.map(() => [] as number[]);
+    const stat = dirs.map(() => [] as number[]);
+    for (let r = 0; r < WARM_REPS; r++) {
+      for (let i = 0; i < dirs.length; i++) read[i]!.push(await readBig(dirs[i]!));
+      for (let i = 0; i < dirs.length; i++) stat[i]!.push(await findTree(dirs[i]!));
+    }
+    return new Map(peers.map((p, i) => [p.name, { readWarm: MB / median(read[i]!), statWarm: ENTRIES / median(stat[i]!) }]));
+  } finally {
+    for (const p of peers) await p.down();
+  }
 }
 
 /** A fresh (salted) chain a → b → c of busybox builds; returns c's drv and output. */
@@ -173,10 +201,12 @@ export async function run(): Promise<BenchResult[]> {
     const info = await store.addFromDirectory(src, { name: 'bench-mount-data' });
     const base = info.path.slice('/nix/store/'.length);
     const lazy = lazystorePeer(state, mp, base);
+    const peers = [lazy, bindfsPeer(store.realPath(info.path), bindMp), tmpfsPeer(src)];
+    const warm = await measureWarm(peers);
     const figures = new Map<string, Figures>();
-    for (const peer of [lazy, bindfsPeer(store.realPath(info.path), bindMp), tmpfsPeer(src)]) figures.set(peer.name, await measure(peer));
+    for (const peer of peers) figures.set(peer.name, { ...(await measureCold(peer)), ...warm.get(peer.name)! });
     const o = figures.get('lazystore')!;
-    const note = `median of ${REPS} fresh mounts (warm: of ${WARM_REPS} runs in each); 2 shared cores, noisy`;
+    const note = `cold: median of ${REPS} fresh mounts; warm: median of ${WARM_REPS} interleaved runs; timed in bash around the command; 2 shared cores, noisy`;
     // issue 5's goals: warm reads and stats within 10 % of tmpfs, cold reads at least as fast as bindfs
     const goal = (peerName: string, row: keyof Figures) =>
       peerName === 'tmpfs' && (row === 'readWarm' || row === 'statWarm') ? '; goal ≤ 1.1x' : peerName !== 'tmpfs' && row === 'readCold' ? '; goal ≤ 1x' : '';
