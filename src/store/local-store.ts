@@ -217,7 +217,11 @@ export class LocalStore {
         throw ioError(e, `cannot write the metadata of '${info.path}'`, info.path);
       }
     } finally {
-      await release();
+      // Not awaited: the socket's close completes on a later event-loop turn, while the lock is
+      // free for everyone as of this call (waiters in other processes are woken now; tasks here
+      // wait on the in-process entry, dropped when the close completes). Awaiting it cost every
+      // sequential registration a loop turn.
+      void release();
     }
     this.remember(info);
     return info;

@@ -117,15 +117,15 @@ export async function importDirectory(store: LocalStore, srcPath: string, opts: 
   const name = opts.path ? nameOf(opts.path) : opts.name;
   if (name === undefined) throw new LazyError('STORE_BAD_IMPORT', `importing '${srcPath}' needs a store path or a name`);
   checkStoreName(name);
-  const candidates = new Map<string, StorePath>();
-  for (const c of opts.refCandidates ?? []) candidates.set(hashPart(c), c);
-  if (opts.path) candidates.set(hashPart(opts.path), opts.path);
-  const scanner = new RefScanner(candidates.keys());
+  const index = candidateIndex(opts.refCandidates);
+  const selfHash = opts.path === undefined ? undefined : hashPart(opts.path);
+  const scanner = new RefScanner(selfHash === undefined ? index.hashes : [...index.hashes, selfHash]);
+  const pathOfHash = (h: string): StorePath => (h === selfHash ? opts.path! : index.byHash.get(h)!);
   const dest = store.tempPath(`import-${name}`);
   try {
     const tap = new NarTap(opts.path ?? name, undefined, new Set(), scanner, signal);
     const restored = await withPath(opts.path ?? srcPath, restoreNar(tap.wrap(smallNar(srcPath) ?? dumpPath(srcPath, { signal })), dest, { signal }));
-    const references = [...scanner.found()].map((h) => candidates.get(h)!).sort();
+    const references = [...scanner.found()].map(pathOfHash).sort();
     const recursive = { method: 'recursive' as const, hash: restored.narHash };
     const sourcePath = makeFixedOutputPath(
       name,
@@ -155,6 +155,30 @@ export async function importDirectory(store: LocalStore, srcPath: string, opts: 
     await removeTree(dest);
     throw e;
   }
+}
+
+interface CandidateIndex {
+  list: StorePath[];
+  byHash: Map<string, StorePath>;
+  hashes: string[];
+}
+let lastIndex: CandidateIndex | undefined;
+
+/**
+ * Hash part → path for a list of reference candidates, remembered for the last list: importing a
+ * closure passes the same list for every path, and rebuilding the map each time (562 paths ×
+ * 562 candidates, hashPart and a Map insert each, plus the garbage) was a quarter of the CPU
+ * profile of `bench store-import`. Reused only when the new list is element for element the
+ * same, so a caller changing its list gets a new index.
+ */
+function candidateIndex(refCandidates: Iterable<StorePath> | undefined): CandidateIndex {
+  const list = refCandidates === undefined ? [] : Array.isArray(refCandidates) ? (refCandidates as StorePath[]) : [...refCandidates];
+  const last = lastIndex;
+  if (last && last.list.length === list.length && last.list.every((p, i) => p === list[i])) return last;
+  const byHash = new Map<string, StorePath>();
+  for (const c of list) byHash.set(hashPart(c), c);
+  lastIndex = { list: [...list], byHash, hashes: [...byHash.keys()] };
+  return lastIndex;
 }
 
 /** Largest lone file whose NAR `smallNar` builds (restoreNar then writes it in this thread too). */
