@@ -29,7 +29,7 @@ export const MOUNT_OPTIONS_USAGE = `  --state DIR              state directory (
   --max-build-size BYTES   size of the build's /build, /tmp (tmpfs) and of its outputs (default: no limit)
   --list-root              list valid paths in the root directory
   --allow-other            let other users read the mount
-  --unknown-as KIND        an unbuilt path of unknown type shows as 'directory' (default) or 'symlink'`;
+  --unknown-as KIND        libfuse only: an unbuilt path of unknown type shows as 'directory' (default) or 'symlink'`;
 
 export type MountArgs = RealiseArgs & { 'list-root'?: boolean; 'allow-other'?: boolean; 'unknown-as'?: string };
 
@@ -81,6 +81,13 @@ Mounts the store read-only at MOUNTPOINT (usually /nix/store) and runs in the fo
 path that is not in the store is substituted or built when something inside it is read.
 SIGINT/SIGTERM cancel running builds, unmount and exit 0. A stale mount left at MOUNTPOINT by a
 killed daemon is cleared first.
+
+As root the mount speaks the FUSE protocol itself: a lookup of an unbuilt path waits for it
+(other lookups go on), built files are read by the kernel from the state directory (FUSE
+passthrough, Linux >= 6.9), and a failed path is EIO, its reason in the daemon's log and in
+the mount root's user.lazystore.error.<name> attribute. As another user (or with
+LAZYSTORE_FUSE=libfuse) it goes through libfuse 2, where unbuilt paths are guessed at first
+(--unknown-as). Details: docs/MOUNT.md.
 
 options:
 ${MOUNT_OPTIONS_USAGE}`,
