@@ -116,7 +116,7 @@ export async function run(): Promise<BenchResult[]> {
         peerName: 'nix copy --from (Nix 2.8)',
         unit: 's',
         lowerIsBetter: true,
-        notes: 'end to end incl. process start, best of 2, fresh state / fresh chroot store, cold narinfo cache; 2 shared cores, noisy',
+        notes: 'goal ≤ 1.0x; end to end incl. process start, best of 2, fresh state / fresh chroot store, cold narinfo cache; 2 shared cores, noisy',
       });
     }
 
