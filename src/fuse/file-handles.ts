@@ -29,6 +29,8 @@ export class FileHandles {
   private readonly idle = new Set<Entry>();
   private readonly opening = new Map<string, Promise<Entry>>();
   private next = 1;
+  /** Reads this daemon answered itself (passthrough reads never arrive). */
+  reads = 0;
   /** Called before an fd is closed (passthrough drops the backing file registered for it). */
   beforeClose: ((fd: number) => void) | undefined;
 
@@ -47,6 +49,7 @@ export class FileHandles {
   read(handle: number, buf: Buffer, length: number, position: number): Promise<number> {
     const entry = this.byHandle.get(handle);
     if (!entry) return Promise.reject(new LazyError('FUSE_BAD_HANDLE', `no open file ${handle}`));
+    this.reads++;
     return new Promise((resolve, reject) => {
       read(entry.fd, buf, 0, length, position, (err, n) => (err ? reject(err) : resolve(n)));
     });

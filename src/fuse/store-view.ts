@@ -66,6 +66,8 @@ interface Failure {
 export interface ViewStatus {
   /** Ops that failed once with ESTALE because the kernel held a wrong guess. */
   staleAnswers: number;
+  /** Read requests answered by the daemon (0 while the kernel passes reads through). */
+  readsServed: number;
   realising: { path: string; sinceMs: number }[];
   failures: { path: string; code: string; message: string; at: string }[];
 }
@@ -157,6 +159,7 @@ export class StoreView {
     const now = Date.now();
     return {
       staleAnswers: this.staleAnswers,
+      readsServed: this.handles.reads,
       realising: [...this.inflight.entries()].map(([base, j]) => ({ path: `${STORE_DIR}/${base}`, sinceMs: now - j.started })),
       failures: [...this.failures.values()].map((f) => ({ path: f.path, code: f.code, message: f.message, at: new Date(f.at).toISOString() })),
     };

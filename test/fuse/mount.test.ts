@@ -6,10 +6,18 @@
 import { readFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { release } from 'node:os';
+import { passthroughAddon } from '../../src/fuse/kernel/passthrough.js';
 import { formatHash } from '../../src/nix/hash.js';
 import { parseStorePath } from '../../src/nix/store-path.js';
 import { fixtureDrv } from '../helpers/fixtures.js';
 import { BACKENDS, HAVE_FUSE, builtDrvs, freshDrvs, run, startTestMount, type TestMount } from './mount-helpers.js';
+
+/** Root, the passthrough addon built, Linux >= 6.9: the kernel session must pass reads through. */
+const PASSTHROUGH_EXPECTED = (() => {
+  const [maj, min] = release().split('.').map(Number);
+  return process.getuid?.() === 0 && passthroughAddon() !== null && (maj! > 6 || (maj === 6 && min! >= 9));
+})();
 
 if (!HAVE_FUSE) console.warn('test/fuse/mount.test.ts: SKIPPED: /dev/fuse is absent on this machine');
 
@@ -59,6 +67,19 @@ describe.skipIf(!HAVE_FUSE).each(BACKENDS)('lazystore mount (%s)', (backend) => 
     // the input chain-a is a single file: readable through the mount with Nix's bytes
     const a = fixtureDrv('chain.A').outputs.out!.path;
     expect((await run('cat', [at(a)])).stdout).toBe(await readFile(a, 'utf8'));
+  });
+
+  it('reads of built files: passed through to the unpacked file by the kernel session (where it can), served by the daemon through libfuse', async () => {
+    const multi = fixtureDrv('multi').outputs.out!.path;
+    expect((await run('ls', [at(multi, '/lib')])).code).toBe(0); // realised, nothing read yet
+    const before = m.daemon.view.status().readsServed;
+    expect((await run('cat', [at(multi, '/lib/libfixture.txt')])).stdout).toBe(await readFile(join(multi, 'lib/libfixture.txt'), 'utf8'));
+    const r = await run('sh', ['-c', 'for i in 1 2 3; do cat "$1" > /dev/null; done; sha256sum < "$1"', 'sh', at(multi, '/lib/libfixture.txt')]);
+    expect(r.stdout).toMatch(/^[0-9a-f]{64}/);
+    const passthrough = m.logs.some((l) => /reads passed through to the store/.test(l));
+    if (backend === 'kernel' && PASSTHROUGH_EXPECTED) expect(passthrough).toBe(true);
+    if (passthrough) expect(m.daemon.view.status().readsServed).toBe(before);
+    if (backend === 'libfuse') expect(m.daemon.view.status().readsServed).toBeGreaterThan(before);
   });
 
   it('answers attributes like a Nix store', async () => {
