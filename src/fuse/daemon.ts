@@ -27,6 +27,8 @@ export interface DaemonOptions {
   waitMs?: number;
   /** How to speak FUSE (default: defaultBackend()). */
   backend?: FuseBackend;
+  /** Kernel session: FUSE passthrough for reads of built files (default: on where possible). */
+  passthrough?: boolean;
   /** Serve `<state>/run/<pid>.sock` (default true). */
   control?: boolean;
   log?: (line: string) => void;
@@ -61,7 +63,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
   }) ?? (() => {});
   let mount: MountHandle;
   try {
-    mount = await mountStore({ mountpoint: opts.mountpoint, view, stateDir: opts.stateDir, allowOther: opts.allowOther, backend, log });
+    mount = await mountStore({ mountpoint: opts.mountpoint, view, stateDir: opts.stateDir, allowOther: opts.allowOther, backend, passthrough: opts.passthrough, log });
   } catch (e) {
     unsubscribe();
     unsubscribeRecent();

@@ -28,6 +28,8 @@ export interface MountOptions {
   allowOther?: boolean;
   /** Default: 'kernel' as root, unless LAZYSTORE_FUSE=libfuse; 'libfuse' otherwise. */
   backend?: FuseBackend;
+  /** Kernel session: let the kernel read built files itself (default on unless LAZYSTORE_FUSE_PASSTHROUGH=0). */
+  passthrough?: boolean;
   log?: (line: string) => void;
 }
 
@@ -53,6 +55,7 @@ export async function mountStore(opts: MountOptions): Promise<MountHandle> {
     const session = await KernelSession.mount({
       view: opts.view, mountpoint, stateDir: opts.stateDir, allowOther: opts.allowOther,
       cacheSeconds: CACHE_TIMEOUT_S, negativeSeconds: NEGATIVE_TIMEOUT_S, log,
+      passthrough: opts.passthrough ?? process.env.LAZYSTORE_FUSE_PASSTHROUGH !== '0',
     });
     let closing: Promise<void> | undefined;
     return {

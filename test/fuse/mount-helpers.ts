@@ -19,8 +19,19 @@ import { FIXTURES } from '../helpers/fixtures.js';
 
 export const HAVE_FUSE = existsSync('/dev/fuse');
 
-/** Both ways of speaking FUSE; the kernel-protocol session needs root. */
-export const BACKENDS: FuseBackend[] = process.getuid?.() === 0 ? ['kernel', 'libfuse'] : ['libfuse'];
+export interface MountVariant {
+  name: string;
+  backend: FuseBackend;
+  passthrough?: boolean;
+}
+
+/** The ways of speaking FUSE; the kernel-protocol session needs root. */
+export const BACKENDS: MountVariant[] = [
+  ...(process.getuid?.() === 0
+    ? [{ name: 'kernel', backend: 'kernel' as const }, { name: 'kernel, no passthrough', backend: 'kernel' as const, passthrough: false }]
+    : []),
+  { name: 'libfuse', backend: 'libfuse' },
+];
 
 export function isMounted(dir: string): boolean {
   return readFileSync('/proc/self/mountinfo', 'utf8').split('\n').some((l) => l.split(' ')[4] === dir);
@@ -38,7 +49,7 @@ export interface TestMount {
   close(): Promise<void>;
 }
 
-export async function startTestMount(opts: RealiserOptions & { unknownKind?: 'directory' | 'symlink'; listRoot?: boolean; backend?: FuseBackend } = {}): Promise<TestMount> {
+export async function startTestMount(opts: RealiserOptions & { unknownKind?: 'directory' | 'symlink'; listRoot?: boolean; backend?: FuseBackend; passthrough?: boolean } = {}): Promise<TestMount> {
   const state = await mkdtemp(join(tmpdir(), 'lazystore-fuse-state-'));
   const mp = await mkdtemp(join(tmpdir(), 'lazystore-fuse-mp-'));
   const store = await LocalStore.open(state);
@@ -47,7 +58,7 @@ export async function startTestMount(opts: RealiserOptions & { unknownKind?: 'di
   const events: ProgressEvent[] = [];
   realiser.onProgress((e) => events.push(e));
   const logs: string[] = [];
-  const daemon = await startDaemon({ mountpoint: mp, stateDir: state, store, realiser, unknownKind: opts.unknownKind, listRoot: opts.listRoot, backend: opts.backend, log: (l) => logs.push(l) });
+  const daemon = await startDaemon({ mountpoint: mp, stateDir: state, store, realiser, unknownKind: opts.unknownKind, listRoot: opts.listRoot, backend: opts.backend, passthrough: opts.passthrough, log: (l) => logs.push(l) });
   return {
     mp, state, store, known, realiser, daemon, events, logs,
     async close() {

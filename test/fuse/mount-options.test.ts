@@ -7,7 +7,7 @@ import { basename, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BACKENDS, HAVE_FUSE, freshDrvs, run, startTestMount, type TestMount } from './mount-helpers.js';
 
-describe.skipIf(!HAVE_FUSE).each(BACKENDS)('mount with unknown types shown as symlinks, --list-root (%s)', (backend) => {
+describe.skipIf(!HAVE_FUSE).each(BACKENDS)('mount with unknown types shown as symlinks, --list-root ($name)', ({ backend, passthrough }) => {
   let m: TestMount;
   let fresh: Awaited<ReturnType<typeof freshDrvs>>;
   const at = (p: string, rest = '') => join(m.mp, basename(p)) + rest;
@@ -17,7 +17,7 @@ describe.skipIf(!HAVE_FUSE).each(BACKENDS)('mount with unknown types shown as sy
       'sl-script': 'printf "#!/bin/sh\\necho script ran\\n" > $out; chmod +x $out',
       'sl-dir': 'mkdir -p $out/bin; printf "#!/bin/sh\\necho dir ran\\n" > $out/bin/run; chmod +x $out/bin/run',
     });
-    m = await startTestMount({ unknownKind: 'symlink', listRoot: true, backend });
+    m = await startTestMount({ unknownKind: 'symlink', listRoot: true, backend, passthrough });
     for (const f of Object.values(fresh)) await m.known.add(f.drvPath);
   }, 120_000);
 

@@ -26,6 +26,11 @@ export interface FuseDevice {
   readonly ended: Promise<void>;
   /** Sends one reply; a reply to a request the kernel dropped (interrupted) is ignored. */
   write(buf: Buffer, data?: Buffer): void;
+  /**
+   * Readahead of the mount's own page cache (reads the daemon serves; passthrough reads use the
+   * backing file's). The kernel starts FUSE mounts at 128 KiB; best effort.
+   */
+  setReadahead(kib: number): Promise<void>;
   /** Lazy unmount, then abort what is left of the connection (busy readers get ENOTCONN). */
   unmount(): Promise<void>;
 }
@@ -114,6 +119,10 @@ function startDevice(fd: number, opts: MountDeviceOptions): FuseDevice {
         const code = (e as NodeJS.ErrnoException).code;
         if (code !== 'ENOENT' && code !== 'ENODEV') throw e;
       }
+    },
+    async setReadahead(kib) {
+      if (connection === undefined) return;
+      await promisify(writeFile)(`/sys/class/bdi/0:${connection}/read_ahead_kb`, String(kib)).catch(() => {});
     },
     async unmount() {
       if (!open) return;

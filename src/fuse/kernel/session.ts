@@ -26,6 +26,11 @@ const ENOSYS = 38;
 const EPROTO = 71;
 /** Requests of up to 1 MiB (256 pages) for reads we serve ourselves. */
 const MAX_PAGES = 256;
+/**
+ * Readahead for reads we serve: the kernel's default 128 KiB makes 128 KiB requests; 1 MiB
+ * (one max-size request) read a 1 GiB file at 1.8 GB/s instead of 1.1 (no passthrough).
+ */
+const READAHEAD_KIB = 1024;
 
 export interface KernelSessionOptions {
   view: StoreView;
@@ -36,6 +41,8 @@ export interface KernelSessionOptions {
   cacheSeconds: number;
   /** Seconds the kernel remembers that a name does not exist. */
   negativeSeconds: number;
+  /** Ask for FUSE passthrough (when the addon is built and the kernel offers it). */
+  passthrough: boolean;
   log: (line: string) => void;
 }
 
@@ -76,6 +83,7 @@ export class KernelSession {
     const timeout = setTimeout(() => s.initDone(new LazyError('MOUNT_FAILED', `the kernel sent no INIT for ${opts.mountpoint}`)), 10_000);
     try {
       await s.initialised;
+      await s.device.setReadahead(READAHEAD_KIB);
     } catch (e) {
       await s.device.unmount().catch(() => {});
       throw e;
@@ -144,7 +152,7 @@ export class KernelSession {
       this.initDone(new LazyError('MOUNT_FAILED', `the kernel speaks FUSE ${kernel.major}.${kernel.minor}; lazystore needs 7.${KERNEL_MINOR_MIN} or later`));
       return;
     }
-    const addon = passthroughAddon();
+    const addon = this.opts.passthrough ? passthroughAddon() : null;
     let want = INIT.ASYNC_READ | INIT.DO_READDIRPLUS | INIT.PARALLEL_DIROPS | INIT.MAX_PAGES | INIT.CACHE_SYMLINKS | INIT.INIT_EXT;
     if (addon) want |= INIT.PASSTHROUGH;
     const flags = want & kernel.flags;
