@@ -8,7 +8,8 @@
  * written from the main thread, one write(2) per reply, which never blocks on /dev/fuse.
  */
 import { closeSync, open, readFileSync, writeFile, writeSync, writevSync } from 'node:fs';
-import { execFile, spawn } from 'node:child_process';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import type { Socket } from 'node:net';
 import { Worker } from 'node:worker_threads';
 import { promisify } from 'node:util';
 import { LazyError } from '../../errors.js';
@@ -83,7 +84,27 @@ export async function mountDevice(opts: MountDeviceOptions): Promise<FuseDevice>
   return startDevice(fd, opts);
 }
 
+/**
+ * Unmounts `mountpoint` when this process dies, however it dies (libfuse's auto_unmount does
+ * the same with a fusermount that outlives the daemon): a detached shell reads the pipe we hold
+ * open, and when the kernel closes it at our exit, it detaches the mount (`umount -l`). Without
+ * it a SIGKILLed daemon would leave "Transport endpoint is not connected" until the next start.
+ */
+function unmountWhenGone(mountpoint: string): ChildProcess {
+  // only a dead mount (ENOTCONN): a daemon started since may have mounted there already
+  const script = 'read _ignored; stat "$0" >/dev/null 2>&1 || exec umount -l "$0"';
+  const watchdog = spawn('sh', ['-c', script, mountpoint], {
+    stdio: ['pipe', 'ignore', 'ignore'],
+    detached: true,
+  });
+  watchdog.unref();
+  watchdog.on('error', () => {}); // no sh: no watchdog, the next start clears the stale mount
+  (watchdog.stdin as Socket | null)?.unref(); // the pipe must not keep this process alive
+  return watchdog;
+}
+
 function startDevice(fd: number, opts: MountDeviceOptions): FuseDevice {
+  const watchdog = unmountWhenGone(opts.mountpoint);
   const worker = new Worker(READER, { eval: true, name: 'lazystore-fuse-reader', execArgv: [], workerData: { fd, size: READ_BUFFER } });
   worker.unref();
   let finish!: () => void;
@@ -126,6 +147,7 @@ function startDevice(fd: number, opts: MountDeviceOptions): FuseDevice {
     },
     async unmount() {
       if (!open) return;
+      watchdog.kill('SIGKILL'); // we unmount ourselves; it must not unmount a later mount there
       const umount = await run('umount', ['-l', opts.mountpoint]);
       if (umount && !umount.includes('not mounted')) {
         const viaFusermount = await run('fusermount', ['-u', '-z', opts.mountpoint]);
