@@ -3,7 +3,8 @@
  * instantiated by real Nix), readers in child processes. Real Nix's outputs in the host store
  * are the oracle for the bytes.
  */
-import { readFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, symlink, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { release } from 'node:os';
@@ -80,6 +81,28 @@ describe.skipIf(!HAVE_FUSE).each(BACKENDS)('lazystore mount ($name)', ({ backend
     if (backend === 'kernel' && PASSTHROUGH_EXPECTED) expect(passthrough).toBe(passthroughWanted !== false);
     if (passthrough) expect(m.daemon.view.status().readsServed).toBe(before);
     else expect(m.daemon.view.status().readsServed).toBeGreaterThan(before);
+  });
+
+  it('lists a directory of 2,000 entries in full, in several READDIR(PLUS) replies, with each entry\'s type and size', async () => {
+    const src = await mkdtemp(join(tmpdir(), 'lazystore-fuse-bigdir-'));
+    try {
+      await mkdir(join(src, 'd'));
+      for (let i = 0; i < 2000; i++) {
+        const name = `entry-${String(i).padStart(4, '0')}-${'x'.repeat(i % 97)}`;
+        if (i % 10 === 0) await symlink(`target-${i}`, join(src, 'd', name));
+        else if (i % 10 === 1) await mkdir(join(src, 'd', name));
+        else await writeFile(join(src, 'd', name), 'y'.repeat(i));
+      }
+      const info = await m.store.addFromDirectory(src, { name: 'fuse-bigdir' });
+      // sizes of files and symlinks (a Nix store reports directories as size 0)
+      const listing = async (root: string) =>
+        (await run('find', [root, '-type', 'd', '-printf', '%P d\n', '-o', '-printf', '%P %y %s\n'])).stdout.split('\n').filter(Boolean).sort();
+      const through = await listing(at(info.path, '/d'));
+      expect(through).toHaveLength(2001);
+      expect(through).toEqual(await listing(join(m.store.realPath(info.path), 'd')));
+    } finally {
+      await rm(src, { recursive: true, force: true });
+    }
   });
 
   it('answers attributes like a Nix store', async () => {
