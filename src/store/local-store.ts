@@ -24,7 +24,6 @@ import { LazyError, throwIfAborted } from '../errors.js';
 import { formatNarInfo, parseNarInfo } from '../nix/narinfo.js';
 import { baseName, hashPart, parseStoreBaseName, type StorePath } from '../nix/store-path.js';
 import { closureOf } from './closure.js';
-import { spreadSubdirectories } from './dir-placement.js';
 import { pathInfoFromNarInfo, pathInfoToNarInfo, type PathInfo } from './path-info.js';
 import { ownerToken } from './process-owner.js';
 import { moveTree, removeTree } from './remove-tree.js';
@@ -66,7 +65,6 @@ export class LocalStore {
   static async open(stateDir: string, opts: Signal = {}): Promise<LocalStore> {
     throwIfAborted(opts.signal);
     const layout = storeLayout(stateDir);
-    const fresh = !existsSync(layout.storeDir);
     for (const d of [layout.stateDir, layout.storeDir, layout.infoDir, layout.drvDir, layout.logDir, layout.tmpDir]) {
       await mkdir(d, { recursive: true }).catch((e: NodeJS.ErrnoException) => {
         throw new LazyError('STORE_OPEN', `cannot open the state directory ${layout.stateDir}: ${e.message}`, {
@@ -74,8 +72,6 @@ export class LocalStore {
           details: { stateDir: layout.stateDir, errno: e.code },
         });
       });
-      // A new state directory: its subdirectories go where creating files is fast (see dir-placement.ts).
-      if (fresh && d === layout.stateDir) spreadSubdirectories(d);
     }
     const locks = new StoreLocks(layout.stateDir);
     const recovery = await recoverStore(layout, locks, opts);
