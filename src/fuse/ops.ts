@@ -2,9 +2,9 @@
  * fuse-native op table: adapters only. Each op calls the StoreView and maps failures through
  * toErrno; no logic lives here. Every write op answers EROFS (the mount is also `ro`).
  */
-import { statfs } from 'node:fs';
 import { ERRNO, toErrno } from './errno.js';
 import type { FuseOps } from './fuse-native.js';
+import { storeStatfs } from './store-statfs.js';
 import type { StoreView } from './store-view.js';
 
 const WRITE_OPS = [
@@ -34,16 +34,17 @@ export function makeOps(view: StoreView, opts: { stateDir: string; log: (line: s
       }
     },
     statfs: (_path, cb) =>
-      statfs(opts.stateDir, (err, s) => {
-        if (err) return cb(toErrno(err, 'statfs', opts.stateDir, opts.log));
-        // fuse-native passes 32-bit fields: report in 4 KiB fragments, clamped.
-        const clamp = (n: number) => Math.min(n, 0xffffffff);
-        const k = s.bsize / 4096;
-        cb(0, {
-          bsize: 4096, frsize: 4096, blocks: clamp(s.blocks * k), bfree: 0, bavail: 0,
-          files: clamp(s.files), ffree: 0, favail: 0, fsid: 0, flag: 1 /* ST_RDONLY */, namemax: 255,
-        });
-      }),
+      void storeStatfs(opts.stateDir).then(
+        (s) => {
+          // fuse-native passes 32-bit fields: report in 4 KiB fragments, clamped.
+          const clamp = (n: number) => Math.min(n, 0xffffffff);
+          cb(0, {
+            bsize: 4096, frsize: 4096, blocks: clamp((s.blocks * s.bsize) / 4096), bfree: 0, bavail: 0,
+            files: clamp(s.files), ffree: 0, favail: 0, fsid: 0, flag: 1 /* ST_RDONLY */, namemax: s.namelen,
+          });
+        },
+        (e: unknown) => cb(toErrno(e, 'statfs', opts.stateDir, opts.log)),
+      ),
   };
   for (const name of WRITE_OPS) {
     ops[name] = (...args: unknown[]) => {

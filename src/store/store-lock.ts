@@ -40,12 +40,7 @@ export class StoreLocks {
       if (held === undefined) break;
       await raceAbort(held, signal);
     }
-    let done!: () => void;
-    this.local.set(key, new Promise<void>((resolve) => (done = resolve)));
-    const releaseLocal = (): void => {
-      this.local.delete(key);
-      done();
-    };
+    const releaseLocal = this.holdLocally(key);
     try {
       for (;;) {
         throwIfAborted(signal);
@@ -62,12 +57,7 @@ export class StoreLocks {
   /** Takes `key` if nobody holds it; undefined when another task or process does. */
   async tryAcquire(key: string): Promise<Release | undefined> {
     if (this.local.has(key)) return undefined;
-    let done!: () => void;
-    this.local.set(key, new Promise<void>((resolve) => (done = resolve)));
-    const releaseLocal = (): void => {
-      this.local.delete(key);
-      done();
-    };
+    const releaseLocal = this.holdLocally(key);
     try {
       const server = await tryListen(this.prefix + key);
       if (server) return releaser(server, releaseLocal);
@@ -77,6 +67,16 @@ export class StoreLocks {
     }
     releaseLocal();
     return undefined;
+  }
+
+  /** Marks `key` held by this process; the returned function lets the next local task in. */
+  private holdLocally(key: string): () => void {
+    let done!: () => void;
+    this.local.set(key, new Promise<void>((resolve) => (done = resolve)));
+    return () => {
+      this.local.delete(key);
+      done();
+    };
   }
 }
 

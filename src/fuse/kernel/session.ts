@@ -7,11 +7,11 @@
  * unpacked file (see passthrough.ts). The op semantics are the view's; this file only speaks
  * the protocol. Measured in docs/MOUNT.md.
  */
-import { statfs } from 'node:fs';
 import { LazyError } from '../../errors.js';
 import { ERRNO, toErrno } from '../errno.js';
 import type { FuseStat } from '../attrs.js';
 import { inodeNumber } from '../inode-number.js';
+import { storeStatfs } from '../store-statfs.js';
 import type { StoreView } from '../store-view.js';
 import { mountDevice, MAX_WRITE, type FuseDevice } from './device.js';
 import { childPath, Nodes, type Node } from './nodes.js';
@@ -128,7 +128,10 @@ export class KernelSession {
       case OP.STATFS: return this.answer(req, 'statfs', () => this.statfs());
       case OP.GETXATTR: return this.answer(req, 'getxattr', async (path) => sized(await this.opts.view.getxattr(path, cString(req.body, 8)), req.body.readUInt32LE(0)));
       case OP.LISTXATTR: return this.answer(req, 'listxattr', async (path) => sized(Buffer.from((await this.opts.view.listxattr(path)).map((n) => `${n}\0`).join('')), req.body.readUInt32LE(0)));
-      case OP.ACCESS: return this.answer(req, 'access', async (path) => (this.opts.view.access(req.body.readUInt32LE(0)), void path, undefined));
+      case OP.ACCESS: return this.answer(req, 'access', async () => {
+        this.opts.view.access(req.body.readUInt32LE(0));
+        return undefined;
+      });
       case OP.DESTROY: return this.device.write(reply(req.unique));
       default:
         return this.device.write(errorReply(req.unique, WRITE_OPS.has(req.opcode) ? -ERRNO.EROFS : -ENOSYS));
@@ -207,7 +210,7 @@ export class KernelSession {
 
   private async readdir(node: Node, req: Request, plus: boolean): Promise<Buffer> {
     const { offset, size } = parseReadIn(req.body);
-    const entries = await this.listing(node);
+    const entries = await this.listing(node, offset);
     const out = Buffer.allocUnsafe(size);
     let used = 0;
     for (let i = offset; i < entries.length; i++) {
@@ -227,9 +230,14 @@ export class KernelSession {
     return out.subarray(0, used);
   }
 
-  private async listing(node: Node): Promise<Listing[]> {
+  /**
+   * Directories inside store paths never change: listed once, kept with the node. The root
+   * changes as paths are added: listed afresh at offset 0, and the later pages of that pass
+   * come from the same listing (not one `listValid` per page).
+   */
+  private async listing(node: Node, offset: number): Promise<Listing[]> {
     const cached = this.listings.get(node);
-    if (cached) return cached;
+    if (cached && (node.path !== '/' || offset > 0)) return cached;
     const names = (await this.opts.view.readdir(node.path)).filter((n) => n !== '.' && n !== '..');
     const parent = node.path === '/' ? '/' : node.path.slice(0, node.path.lastIndexOf('/')) || '/';
     const dots: Listing[] = [
@@ -237,8 +245,10 @@ export class KernelSession {
       { name: Buffer.from('..'), ino: inodeNumber(parent), type: 4 },
     ];
     if (node.path === '/') {
-      // store paths: listed by name only (attributes come with the lookup), never cached
-      return [...dots, ...names.map((n) => ({ name: Buffer.from(n), ino: inodeNumber(`/${n}`), type: 0 }))];
+      // store paths: listed by name only (attributes come with the lookup)
+      const root = [...dots, ...names.map((n) => ({ name: Buffer.from(n), ino: inodeNumber(`/${n}`), type: 0 }))];
+      this.listings.set(node, root);
+      return root;
     }
     const entries = await Promise.all(
       names.map(async (n): Promise<Listing> => {
@@ -252,14 +262,9 @@ export class KernelSession {
     return listing;
   }
 
-  private statfs(): Promise<Buffer> {
-    return new Promise((resolve, reject) =>
-      statfs(this.opts.stateDir, (err, s) =>
-        err ? reject(err) : resolve(statfsOut({
-          blocks: s.blocks, bfree: 0, bavail: 0, files: s.files, ffree: 0, bsize: s.bsize, namelen: 255, frsize: s.bsize,
-        })),
-      ),
-    );
+  private async statfs(): Promise<Buffer> {
+    const s = await storeStatfs(this.opts.stateDir);
+    return statfsOut({ blocks: s.blocks, bfree: 0, bavail: 0, files: s.files, ffree: 0, bsize: s.bsize, namelen: s.namelen, frsize: s.bsize });
   }
 }
 
