@@ -10,25 +10,13 @@ import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { fixtureDrv } from '../helpers/fixtures.js';
-import { HAVE_FUSE, freshDrvs, isMounted, run } from './mount-helpers.js';
+import { CLI, HAVE_FUSE, freshDrvs, isMounted, run, startCliMount } from './mount-helpers.js';
 
 const ROOT = join(import.meta.dirname, '../..');
-const CLI = join(ROOT, 'dist/src/cli/main.js');
 
 if (!HAVE_FUSE) console.warn('test/fuse/cli.test.ts: SKIPPED: /dev/fuse is absent on this machine');
 
-/** Starts `lazystore mount …`; resolves once it printed its ready line. */
-function startMount(args: string[]): Promise<{ child: ChildProcess; stderr: () => string }> {
-  const child = spawn(process.execPath, [CLI, 'mount', ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
-  let err = '';
-  return new Promise((resolve, reject) => {
-    child.stderr!.setEncoding('utf8').on('data', (c: string) => {
-      err += c;
-      if (/lazystore: mounted .* at /.test(err)) resolve({ child, stderr: () => err });
-    });
-    child.on('exit', (code) => reject(new Error(`mount exited ${code}: ${err}`)));
-  });
-}
+const startMount = startCliMount;
 
 function exited(child: ChildProcess): Promise<number | null> {
   if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve(child.exitCode);

@@ -3,7 +3,7 @@
  * the daemon in this process, and every access to the mount from child processes (this
  * process must never touch its own mount synchronously: that deadlocks in D state).
  */
-import { execFile, spawnSync } from 'node:child_process';
+import { execFile, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { mkdtemp, rm, rmdir, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -68,6 +68,28 @@ export async function startTestMount(opts: RealiserOptions & { unknownKind?: 'di
       await rm(state, { recursive: true, force: true });
     },
   };
+}
+
+/** The compiled CLI (npm test builds it first). */
+export const CLI = join(import.meta.dirname, '../../dist/src/cli/main.js');
+
+export interface CliMount {
+  child: ChildProcess;
+  /** Everything the daemon printed on stderr so far. */
+  stderr: () => string;
+}
+
+/** Starts `lazystore mount ARGS` (the CLI, its own process); resolves once it printed its ready line. */
+export function startCliMount(args: string[], env: NodeJS.ProcessEnv = process.env): Promise<CliMount> {
+  const child = spawn(process.execPath, [CLI, 'mount', ...args], { stdio: ['ignore', 'ignore', 'pipe'], env });
+  let err = '';
+  return new Promise((resolve, reject) => {
+    child.stderr!.setEncoding('utf8').on('data', (c: string) => {
+      err += c;
+      if (/lazystore: mounted .* at /.test(err)) resolve({ child, stderr: () => err });
+    });
+    child.on('exit', (code) => reject(new Error(`mount exited ${code}: ${err}`)));
+  });
 }
 
 export interface Run {

@@ -10,3 +10,13 @@ export async function rejection(p: Promise<unknown>): Promise<LazyError> {
   }
   throw new Error('expected a rejection');
 }
+
+/** The LazyError code `f` throws, undefined when it returns, a marker string for any other throw. */
+export function thrownCode(f: () => unknown): string | undefined {
+  try {
+    f();
+  } catch (e) {
+    return e instanceof LazyError ? e.code : `not a LazyError: ${String(e)}`;
+  }
+  return undefined;
+}

@@ -1,11 +1,11 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { isLazyError } from '../../src/errors.js';
 import { formatHash } from '../../src/nix/hash.js';
 import { countValidSigs, formatNarInfo, narInfoFingerprint, parseNarInfo, type NarInfo } from '../../src/nix/narinfo.js';
 import { parsePublicKey } from '../../src/nix/signing.js';
 import { FIXTURES, allOutputs, manifest } from '../helpers/fixtures.js';
+import { thrownCode } from '../helpers/rejection.js';
 
 const CORPUS = join(import.meta.dirname, '..', 'corpus', 'narinfo');
 
@@ -16,14 +16,7 @@ function narinfos(cache: string): [string, string][] {
     .map((f) => [f, readFileSync(join(dir, f), 'utf8')]);
 }
 
-function codeOf(f: () => unknown): string | undefined {
-  try {
-    f();
-  } catch (e) {
-    return isLazyError(e) ? e.code : `not a LazyError: ${String(e)}`;
-  }
-  return undefined;
-}
+const codeOf = thrownCode;
 
 describe('narinfo files written by real Nix', () => {
   it.each(['cache', 'cache-none-signed'])('%s: every file parses and re-serialises byte-identically', (cache) => {

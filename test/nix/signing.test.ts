@@ -3,10 +3,10 @@ import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { isLazyError } from '../../src/errors.js';
 import { formatNarInfo, narInfoFingerprint, parseNarInfo } from '../../src/nix/narinfo.js';
 import { parsePublicKey, parseSecretKey, parseSignature, signFingerprint, verifyFingerprint } from '../../src/nix/signing.js';
 import { FIXTURES } from '../helpers/fixtures.js';
+import { thrownCode } from '../helpers/rejection.js';
 
 const work = mkdtempSync(join(tmpdir(), 'lazystore-signing-'));
 afterAll(() => rmSync(work, { recursive: true, force: true }));
@@ -14,14 +14,7 @@ afterAll(() => rmSync(work, { recursive: true, force: true }));
 const secretText = readFileSync(join(FIXTURES, 'keys', 'secret.key'), 'utf8');
 const publicText = readFileSync(join(FIXTURES, 'keys', 'public.key'), 'utf8');
 
-function codeOf(f: () => unknown): string | undefined {
-  try {
-    f();
-  } catch (e) {
-    return isLazyError(e) ? e.code : `not a LazyError: ${String(e)}`;
-  }
-  return undefined;
-}
+const codeOf = thrownCode;
 
 describe('signing', () => {
   it('reproduces every signature real Nix wrote (ed25519 is deterministic)', () => {

@@ -7,7 +7,7 @@
  * normal build succeeds afterwards in the same store.
  */
 import { spawnSync } from 'node:child_process';
-import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import { chmod, mkdir, mkdtemp, readdir, rm, rmdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -20,6 +20,7 @@ import { LocalStore } from '../../src/store/local-store.js';
 import { verifyStore } from '../../src/store/verify-store.js';
 import { busyboxPath } from '../realise/helpers.js';
 import { craft, scriptDrv } from './craft-drv.js';
+import { processesWith } from '../helpers/processes.js';
 
 const IS_ROOT = process.getuid?.() === 0;
 const TMPFS_MIB = 48;
@@ -86,25 +87,14 @@ async function expectHealthy(): Promise<void> {
 
 /** Processes whose command line holds `marker`, once the kernel has had up to 5 s to reap them. */
 async function markerProcesses(marker: string): Promise<number> {
-  let n = countMarker(marker);
+  let n = processesWith(marker);
   for (let i = 0; i < 50 && n > 0; i++) {
     await new Promise((r) => setTimeout(r, 100));
-    n = countMarker(marker);
+    n = processesWith(marker);
   }
   return n;
 }
 
-function countMarker(marker: string): number {
-  let n = 0;
-  for (const pid of readdirSync('/proc').filter((p) => /^\d+$/.test(p))) {
-    try {
-      if (readFileSync(`/proc/${pid}/cmdline`, 'latin1').includes(marker)) n++;
-    } catch {
-      // gone
-    }
-  }
-  return n;
-}
 
 describe.skipIf(!IS_ROOT)('misbehaving builders on a small disk', () => {
   beforeAll(async () => {

@@ -6,7 +6,7 @@
  * exact bytes, and the daemon's peak RSS (VmHWM) is reported. LOAD_READERS/LOAD_PATHS scale it.
  */
 import { Worker } from 'node:worker_threads';
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { mkdtemp, rm, rmdir, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -14,9 +14,8 @@ import { basename, join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { parseStorePath } from '../../src/nix/store-path.js';
 import { FIXTURES } from '../helpers/fixtures.js';
-import { HAVE_FUSE, isMounted, run } from '../fuse/mount-helpers.js';
+import { CLI, HAVE_FUSE, isMounted, run, startCliMount } from '../fuse/mount-helpers.js';
 
-const CLI = join(import.meta.dirname, '../../dist/src/cli/main.js');
 const READERS = Number(process.env.LOAD_READERS ?? 1000);
 const PATHS = Number(process.env.LOAD_PATHS ?? 100);
 const SHARED = 10;
@@ -107,17 +106,9 @@ describe.skipIf(!HAVE_FUSE)('load through a real mount', () => {
     const { drvs, outs } = await instantiateGraph(work);
     expect(drvs).toHaveLength(PATHS);
 
-    const args = ['mount', '--state', state, '--max-jobs', String(MAX_JOBS), ...drvs.flatMap((d) => ['--drvs', d]), mp];
-    const child = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
+    const mounted = await startCliMount(['--state', state, '--max-jobs', String(MAX_JOBS), ...drvs.flatMap((d) => ['--drvs', d]), mp]);
+    const child = mounted.child;
     daemon = child;
-    let log = '';
-    await new Promise<void>((resolve, reject) => {
-      child.stderr!.setEncoding('utf8').on('data', (c: string) => {
-        log += c;
-        if (/lazystore: mounted .* at /.test(log)) resolve();
-      });
-      child.once('exit', (code) => reject(new Error(`mount exited ${code}: ${log}`)));
-    });
     const rssIdle = peakRssMiB(child.pid!);
 
     const sampler = startSandboxSampler(child.pid!);
@@ -132,10 +123,10 @@ describe.skipIf(!HAVE_FUSE)('load through a real mount', () => {
     const maxLive = await sampler.stop();
 
     const wrong = results.filter(({ i, r }) => r.code !== 0 || r.stdout !== `base ${i % SHARED}\nbase ${(i + 1) % SHARED}\ntop ${i}\n`);
-    if (wrong.length > 0) console.log(log.split("\n").filter((l) => /fail|error|stale/i.test(l)).slice(0, 10).join("\n"));
+    if (wrong.length > 0) console.log(mounted.stderr().split("\n").filter((l) => /fail|error|stale/i.test(l)).slice(0, 10).join("\n"));
     expect(wrong.slice(0, 3), `${wrong.length} readers got wrong bytes or errors`).toEqual([]);
 
-    const built = [...log.matchAll(/built (\/nix\/store\/\S+\.drv) in/g)].map((m) => m[1]!);
+    const built = [...mounted.stderr().matchAll(/built (\/nix\/store\/\S+\.drv) in/g)].map((m) => m[1]!);
     const counts = new Map<string, number>();
     for (const d of built) counts.set(d, (counts.get(d) ?? 0) + 1);
     expect([...counts.values()].filter((n) => n !== 1)).toEqual([]);

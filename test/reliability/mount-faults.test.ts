@@ -7,38 +7,22 @@
  * builder survives, and a retried read returns the right bytes. A bad cache answer fails that
  * read only; the mount keeps serving other paths.
  */
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { existsSync, readFileSync, readdirSync } from 'node:fs';
+import { spawnSync, type ChildProcess } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
 import { mkdtemp, rm, rmdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { manifest } from '../helpers/fixtures.js';
-import { HAVE_FUSE, freshDrvs, isMounted, run } from '../fuse/mount-helpers.js';
+import { HAVE_FUSE, freshDrvs, isMounted, run, startCliMount, CLI, type CliMount } from '../fuse/mount-helpers.js';
+import { processesWith } from '../helpers/processes.js';
 import { PUBLIC_KEY, startHostileCache, type Fault, type HostileCache } from './hostile-cache.js';
 
-const CLI = join(import.meta.dirname, '../../dist/src/cli/main.js');
-
-interface Mount {
-  child: ChildProcess;
-  stderr: () => string;
-}
 
 let currentMp = '';
-const mpOf = (_: string[]): string => currentMp;
 
-/** Starts `lazystore mount`; resolves once it printed its ready line. */
-function startMount(args: string[], env: NodeJS.ProcessEnv = process.env): Promise<Mount> {
-  const child = spawn(process.execPath, [CLI, 'mount', ...args, mpOf(args)], { stdio: ['ignore', 'ignore', 'pipe'], env });
-  let err = '';
-  return new Promise((resolve, reject) => {
-    child.stderr!.setEncoding('utf8').on('data', (c: string) => {
-      err += c;
-      if (/lazystore: mounted .* at /.test(err)) resolve({ child, stderr: () => err });
-    });
-    child.on('exit', (code) => reject(new Error(`mount exited ${code}: ${err}`)));
-  });
-}
+/** Starts `lazystore mount ARGS` at this test's mountpoint. */
+const startMount = (args: string[], env?: NodeJS.ProcessEnv): Promise<CliMount> => startCliMount([...args, currentMp], env);
 
 function exited(child: ChildProcess): Promise<void> {
   if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
@@ -52,18 +36,6 @@ async function until(what: string, cond: () => boolean, ms = 60_000): Promise<vo
   }
 }
 
-function processesWith(marker: string): number {
-  let n = 0;
-  for (const pid of readdirSync('/proc').filter((p) => /^\d+$/.test(p))) {
-    try {
-      if (readFileSync(`/proc/${pid}/cmdline`, 'latin1').includes(marker)) n++;
-    } catch {
-      // exited
-    }
-  }
-  return n;
-}
-
 /** Paths with no references but themselves, valid in the host store (the oracle for bytes). */
 const leaves = manifest()
   .derivations.flatMap((d) => Object.values(d.outputs))
@@ -74,7 +46,7 @@ describe.skipIf(!HAVE_FUSE)('faults injected into a running mount', () => {
   let state: string;
   let mp: string;
   let cache: HostileCache;
-  let mount: Mount | undefined;
+  let mount: CliMount | undefined;
   const faultsSurvived: string[] = [];
   let staleLeft = 0;
   let next = 0;

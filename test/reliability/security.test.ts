@@ -4,16 +4,15 @@
  * for everyone (root included), invisible to other users unless --allow-other, and the
  * control socket answers only its owner. Build isolation is in test/build/sandbox.test.ts.
  */
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { mkdtemp, rm, rmdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { fixtureDrv } from '../helpers/fixtures.js';
-import { HAVE_FUSE, isMounted, run } from '../fuse/mount-helpers.js';
+import { CLI, HAVE_FUSE, isMounted, run, startCliMount } from '../fuse/mount-helpers.js';
 
-const CLI = join(import.meta.dirname, '../../dist/src/cli/main.js');
 const IS_ROOT = process.getuid?.() === 0;
 const asNobody = (cmd: string, ...args: string[]): ReturnType<typeof run> =>
   run('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', cmd, ...args]);
@@ -33,16 +32,7 @@ describe.skipIf(!HAVE_FUSE || !IS_ROOT)('security of the mount and its control s
   const out = single.outputs.out!.path;
 
   async function mount(extra: string[] = []): Promise<void> {
-    const child = spawn(process.execPath, [CLI, 'mount', '--state', state, '--drvs', single.drvPath, ...extra, mp], { stdio: ['ignore', 'ignore', 'pipe'] });
-    daemon = child;
-    let err = '';
-    await new Promise<void>((resolve, reject) => {
-      child.stderr!.setEncoding('utf8').on('data', (c: string) => {
-        err += c;
-        if (/lazystore: mounted .* at /.test(err)) resolve();
-      });
-      child.once('exit', (code) => reject(new Error(`mount exited ${code}: ${err}`)));
-    });
+    daemon = (await startCliMount(['--state', state, '--drvs', single.drvPath, ...extra, mp])).child;
   }
 
   beforeAll(async () => {
