@@ -11,12 +11,9 @@
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
-import type { BenchResult } from './result.js';
+import { LAZYSTORE, type BenchResult } from './result.js';
 
-const SELF = fileURLToPath(import.meta.url);
-const MAIN = join(SELF, '../../src/cli/main.js');
 const DAG_NIX = process.env.LAZYSTORE_FIXTURES ? join(process.env.LAZYSTORE_FIXTURES, 'nix/dag.nix') : '/tmp/nix-reference/nix/dag.nix';
 const NODES = 501;
 
@@ -56,7 +53,7 @@ export async function run(): Promise<BenchResult[]> {
     const root = drvs[0]!;
     const state = await mkdtemp(join(tmpdir(), 'lazystore-bench-dag-'));
     try {
-      const ours = await timed(process.execPath, [MAIN, 'build', '--state', state, '--max-jobs', String(jobs), '-q', root]);
+      const ours = await timed(LAZYSTORE, ['build', '--state', state, '--max-jobs', String(jobs), '-q', root]);
       const nix = await timed('nix-store', ['--realise', '--max-jobs', String(jobs), root]);
       const rootOut = nix.stdout.trim().split('\n')[0]!;
       if (ours.stdout.trim() !== rootOut) throw new Error(`root output differs: ours ${ours.stdout.trim()} nix ${rootOut}`);

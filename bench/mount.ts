@@ -14,14 +14,11 @@ import { mkdir, mkdtemp, open, rm, rmdir, writeFile } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import type { ChildProcess } from 'node:child_process';
 import { execa } from 'execa';
 import { LocalStore } from '../src/store/local-store.js';
-import type { BenchResult } from './result.js';
+import { LAZYSTORE, type BenchResult } from './result.js';
 
-const SELF = fileURLToPath(import.meta.url);
-const MAIN = join(SELF, '../../src/cli/main.js');
 const LIB_NIX = join(process.env.LAZYSTORE_FIXTURES ?? '/tmp/nix-reference', 'nix/lib.nix');
 const REPS = 3;
 /** Warm figures: the median of this many runs in each mount (one warm run is too noisy here). */
@@ -68,7 +65,7 @@ function lazystorePeer(state: string, mp: string, base: string, extra: string[] 
   const peer: Peer & { daemon?: ChildProcess } = {
     name: 'lazystore',
     async up() {
-      const child = execa(process.execPath, [MAIN, 'mount', '--state', state, ...extra, mp], { reject: false, stdout: 'ignore' });
+      const child = execa(LAZYSTORE, ['mount', '--state', state, ...extra, mp], { reject: false, stdout: 'ignore' });
       peer.daemon = child;
       await new Promise<void>((resolve, reject) => {
         let err = '';

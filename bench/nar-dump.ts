@@ -21,10 +21,9 @@ import { encodeNix32 } from '../src/nix/nixbase32.js';
 import { dumpPath } from '../src/store/nar-dump.js';
 import { scanPath } from '../src/store/scan-path.js';
 import { parseStorePath } from '../src/nix/store-path.js';
-import type { BenchResult } from './result.js';
+import { LAZYSTORE, type BenchResult } from './result.js';
 
 const SELF = fileURLToPath(import.meta.url);
-const MAIN = join(SELF, '../../src/cli/main.js');
 const BASE = '/var/tmp/lazystore-bench-nar';
 /** Exists only complete: built beside it and renamed into place, so concurrent bench runs share it safely. */
 const TREE = `${BASE}/tree`;
@@ -117,7 +116,7 @@ export async function run(): Promise<BenchResult[]> {
   await execa('bash', ['-c', `nix-store --dump ${q(join(TREE, 'small'))} > ${q(NAR)}`]);
   const dest = `/dev/shm/lazystore-bench-restored.${process.pid}`;
   const restore = await compare(
-    { ours: `node ${q(MAIN)} nar restore ${q(dest)} < ${q(NAR)}`, nix: `nix-store --restore ${q(dest)} < ${q(NAR)}` },
+    { ours: `${q(LAZYSTORE)} nar restore ${q(dest)} < ${q(NAR)}`, nix: `nix-store --restore ${q(dest)} < ${q(NAR)}` },
     () => rm(dest, { recursive: true, force: true }),
   );
   await rm(dest, { recursive: true, force: true });

@@ -12,17 +12,15 @@ import { createHash, randomBytes } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
 import { mkdir, mkdtemp, readFile, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
-import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
 import { encodeNix32 } from '../src/nix/nixbase32.js';
 import { formatHash } from '../src/nix/hash.js';
 import { startNginx } from '../test/substitute/nginx.js';
-import type { BenchResult } from './result.js';
+import { LAZYSTORE, type BenchResult } from './result.js';
 
 const FIXTURES = process.env.LAZYSTORE_FIXTURES ?? '/tmp/nix-reference';
-const MAIN = join(dirname(fileURLToPath(import.meta.url)), '../src/cli/main.js');
 const NIX_ENV = { NIX_REMOTE: '', NIX_CONFIG: '' };
 
 interface Run {
@@ -46,7 +44,7 @@ function manifestOutputs(m: { derivations: { outputs: Record<string, { path: str
 
 async function oursCopy(tmp: string, url: string, paths: string[]): Promise<Run> {
   const state = await mkdtemp(join(tmp, 'state-'));
-  return timed('node', [MAIN, 'copy', '--state', state, '--from', url, '--no-check-sigs', ...paths]);
+  return timed(LAZYSTORE, ['copy', '--state', state, '--from', url, '--no-check-sigs', ...paths]);
 }
 
 async function nixCopy(tmp: string, url: string, paths: string[]): Promise<Run> {

@@ -31,6 +31,7 @@ buildNpmPackage {
       ../tsconfig.json
       ../tsconfig.build.json
       ../README.md
+      ../bin
       ../binding.gyp
       ../native
       ../src
@@ -70,11 +71,13 @@ buildNpmPackage {
   '';
   buildInputs = [ fuse ]; # libfuse.so.2, which fuse-native's prebuilt addon links against
 
+  # bin/lazystore (a sh launcher) runs LAZYSTORE_NODE, else `node` from PATH: nixpkgs' Node.js.
   # Tools the daemon spawns: bwrap (build sandbox), unshare/mount (`lazystore shell`), the
   # decompressors for binary-cache NARs, and fusermount (unmount). fusermount goes last in PATH
   # so that NixOS's setuid wrapper in /run/wrappers/bin wins for users other than root.
   postFixup = ''
     wrapProgram $out/bin/lazystore \
+      --set-default LAZYSTORE_NODE ${lib.getExe nodejs} \
       --prefix PATH : ${
         lib.makeBinPath [
           bubblewrap

@@ -5,7 +5,7 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 
-pkgs=(bubblewrap libfuse2 fuse3 xz-utils zstd bzip2 nix-bin busybox-static jq nginx-light bindfs time)
+pkgs=(bubblewrap libfuse2 fuse3 xz-utils zstd bzip2 nix-bin busybox-static jq nginx-light bindfs time openssl)
 # test/vm guests: qemu, a kernel with 9p as modules (the cloud kernel has no 9p), cpio. Installed
 # without Recommends, which would add qemu's GTK/SDL front ends, OVMF, firmware and apparmor.
 vm_pkgs=(qemu-system-x86 linux-image-amd64 cpio)

@@ -162,12 +162,18 @@ export class HttpTransport implements CacheTransport {
   }
 }
 
-/** Network-level failures (resets, refused connections) are transient; our own errors pass through. */
+/**
+ * Network-level failures (resets, refused connections) are transient; a certificate the TLS
+ * layer refused is not (asking again gets the same certificate). Our own errors pass through.
+ */
 function toHttpError(e: unknown, url: string): LazyError {
   if (e instanceof LazyError) return e;
   const err = e as NodeJS.ErrnoException;
   return new LazyError('SUBST_HTTP', `${url}: ${err.message}${err.code ? ` (${err.code})` : ''}`, {
     cause: e,
-    details: { url, transient: true },
+    details: { url, transient: !CERTIFICATE_ERROR.test(err.code ?? '') },
   });
 }
+
+/** OpenSSL's verification failures as Node names them (CERT_HAS_EXPIRED, SELF_SIGNED_CERT_IN_CHAIN, ERR_TLS_CERT_ALTNAME_INVALID, …). */
+const CERTIFICATE_ERROR = /CERT|SIGNATURE|ISSUER|SELF_SIGNED/;

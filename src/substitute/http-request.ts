@@ -7,8 +7,10 @@
  * read whole: per request, a signal (listeners, an end-of-stream hook) and an async iterator
  * were each as costly as parsing the response (1122 requests of a 561-path substitution).
  */
+import { readFileSync } from 'node:fs';
 import * as http from 'node:http';
 import * as https from 'node:https';
+import { createSecureContext, rootCertificates, type SecureContext } from 'node:tls';
 import { pipeline, type Readable } from 'node:stream';
 import * as zlib from 'node:zlib';
 import { LazyError } from '../errors.js';
@@ -17,10 +19,30 @@ const REDIRECTS = new Set([301, 302, 303, 307, 308]);
 const MAX_REDIRECTS = 10;
 
 /** Kept-alive connections, shared by all caches (idle sockets are unref'd: they never hold the process). */
-const AGENTS = {
-  'http:': new http.Agent({ keepAlive: true, maxSockets: 16 }),
-  'https:': new https.Agent({ keepAlive: true, maxSockets: 16 }),
-};
+const httpAgent = new http.Agent({ keepAlive: true, maxSockets: 16 });
+let httpsAgent: https.Agent | undefined;
+
+/**
+ * The https agent, made at the first https request: Node's CAs, plus the PEM file in
+ * LAZYSTORE_EXTRA_CA_CERTS, where bin/lazystore moves NODE_EXTRA_CA_CERTS so that Node does
+ * not load it at every start (one secure context for all connections: building it parses
+ * every certificate).
+ */
+function httpsAgentFor(): https.Agent {
+  if (httpsAgent) return httpsAgent;
+  const file = process.env.LAZYSTORE_EXTRA_CA_CERTS;
+  let secureContext: SecureContext | undefined;
+  if (file) {
+    try {
+      secureContext = createSecureContext({ ca: [...rootCertificates, readFileSync(file, 'utf8')] });
+    } catch (e) {
+      // What Node does with an unreadable NODE_EXTRA_CA_CERTS: warn, go on with its own CAs.
+      process.emitWarning(`ignoring extra CA certificates in ${file}: ${(e as Error).message}`);
+    }
+  }
+  httpsAgent = new https.Agent({ keepAlive: true, maxSockets: 16, secureContext });
+  return httpsAgent;
+}
 
 /** A response: status, message, length if known, and a body whose content coding is undone. */
 export interface Reply {
@@ -66,7 +88,7 @@ export class Attempt {
         return;
       }
       const mod = u.protocol === 'https:' ? https : http;
-      const req = mod.get(u, { agent: AGENTS[u.protocol], headers: { 'accept-encoding': 'gzip, deflate, br' } }, resolve);
+      const req = mod.get(u, { agent: u.protocol === 'https:' ? httpsAgentFor() : httpAgent, headers: { 'accept-encoding': 'gzip, deflate, br' } }, resolve);
       req.on('error', reject);
       this.req = req;
       if (this.reason) req.destroy(this.reason);
