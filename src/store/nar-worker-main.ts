@@ -12,8 +12,9 @@
  * garbage backing stores in the parent per GiB: V8 does not count them towards a GC.)
  *
  * This function is serialised with `toString()` and evaluated in the worker (so it runs the same
- * from TypeScript sources under vitest and from dist/): it must not reference anything outside
- * itself except its parameters, and gets modules with `require`.
+ * from TypeScript sources under vitest, from dist/ and from the bundle): it must not reference
+ * anything outside itself except its parameters, and gets modules from the `req` it is given
+ * (the worker's `require`; a bare `require` here would be renamed by the bundler).
  */
 import type { NarWriter } from '../nix/nar-writer.js';
 import type { RefScanner } from '../nix/refscan.js';
@@ -35,12 +36,10 @@ export type NarJobReply =
 export const CTL_CREDITS = 0;
 export const CTL_CANCEL = 1;
 
-export function narWorkerMain(NW: typeof NarWriter, RS: typeof RefScanner, restoreHandler: typeof narRestoreHandler): void {
-  /* eslint-disable @typescript-eslint/no-require-imports */
-  const { parentPort } = require('node:worker_threads') as typeof import('node:worker_threads');
-  const fs = require('node:fs') as typeof import('node:fs');
-  const { createHash } = require('node:crypto') as typeof import('node:crypto');
-  /* eslint-enable @typescript-eslint/no-require-imports */
+export function narWorkerMain(req: NodeJS.Require, NW: typeof NarWriter, RS: typeof RefScanner, restoreHandler: typeof narRestoreHandler): void {
+  const { parentPort } = req('node:worker_threads') as typeof import('node:worker_threads');
+  const fs = req('node:fs') as typeof import('node:fs');
+  const { createHash } = req('node:crypto') as typeof import('node:crypto');
   const port = parentPort!;
   const SLASH = Buffer.from('/');
   const O_NOFOLLOW = fs.constants.O_NOFOLLOW;
@@ -253,7 +252,7 @@ export function narWorkerMain(NW: typeof NarWriter, RS: typeof RefScanner, resto
     port.postMessage({ id: job.id, kind: 'done', narSize: 0 } satisfies NarJobReply);
   }
 
-  const restore = restoreHandler((m) => port.postMessage(m));
+  const restore = restoreHandler((m) => port.postMessage(m), fs);
 
   port.on('message', (job: NarJob) => {
     if (job.op === 'restore' || job.op === 'restore-batch' || job.op === 'restore-end') {

@@ -40,7 +40,7 @@ const SOURCE = [
   `const NarWriter = ${NarWriter.toString()};`,
   `const RefScanner = ${RefScanner.toString()};`,
   `const narRestoreHandler = ${narRestoreHandler.toString()};`,
-  `(${narWorkerMain.toString()})(NarWriter, RefScanner, narRestoreHandler);`,
+  `(${narWorkerMain.toString()})(require, NarWriter, RefScanner, narRestoreHandler);`,
 ].join('\n');
 
 type Listener = (m: NarJobReply) => void;

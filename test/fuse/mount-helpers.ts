@@ -70,8 +70,8 @@ export async function startTestMount(opts: RealiserOptions & { unknownKind?: 'di
   };
 }
 
-/** The compiled CLI (npm test builds it first). */
-export const CLI = join(import.meta.dirname, '../../dist/src/cli/main.js');
+/** The bundled CLI that bin/lazystore runs (npm test builds it first). */
+export const CLI = join(import.meta.dirname, '../../dist/bundle/main.js');
 
 export interface CliMount {
   child: ChildProcess;

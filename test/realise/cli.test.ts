@@ -12,7 +12,8 @@ import { fixtureDrv } from '../helpers/fixtures.js';
 import { instantiate, salt } from './helpers.js';
 
 const ROOT = resolve(import.meta.dirname, '../..');
-const MAIN = join(ROOT, 'dist/src/cli/main.js');
+/** The bundled CLI that bin/lazystore runs. */
+const MAIN = join(ROOT, 'dist/bundle/main.js');
 const NIX = join(import.meta.dirname, 'nix', 'realise.nix');
 let tmp: string;
 
@@ -21,7 +22,7 @@ async function ensureBuilt(): Promise<void> {
     const js = await stat(join(ROOT, 'dist/src', `${p}.js`)).catch(() => undefined);
     const ts = await stat(join(ROOT, 'src', `${p}.ts`));
     if (!js || js.mtimeMs < ts.mtimeMs) {
-      await execa('npx', ['tsc', '-p', 'tsconfig.build.json'], { cwd: ROOT, reject: false });
+      await execa('npm', ['run', 'build'], { cwd: ROOT, reject: false });
       return;
     }
   }

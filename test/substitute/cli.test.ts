@@ -12,7 +12,8 @@ import { FIXTURES, allOutputs, fixtureDrv } from '../helpers/fixtures.js';
 import { freshNixStore, nixCopyFrom, nixNarHashes, nixVerify } from './nix-peer.js';
 
 const ROOT = resolve(import.meta.dirname, '../..');
-const MAIN = join(ROOT, 'dist/src/cli/main.js');
+/** The bundled CLI that bin/lazystore runs. */
+const MAIN = join(ROOT, 'dist/bundle/main.js');
 let tmp: string;
 
 /** Builds dist/ when a source of these commands is newer than its compiled file. */
@@ -22,7 +23,7 @@ async function ensureBuilt(): Promise<void> {
     const js = await stat(join(ROOT, 'dist/src', `${p}.js`)).catch(() => undefined);
     const ts = await stat(join(ROOT, 'src', `${p}.ts`));
     if (!js || js.mtimeMs < ts.mtimeMs) {
-      await execa('npx', ['tsc', '-p', 'tsconfig.build.json'], { cwd: ROOT, reject: false });
+      await execa('npm', ['run', 'build'], { cwd: ROOT, reject: false });
       return;
     }
   }

@@ -13,7 +13,8 @@ interface Addon {
   backingClose(devFd: number, id: number): void;
 }
 
-const ADDON_PATHS = ['../../../build/Release/fuse_backing.node', '../../../../build/Release/fuse_backing.node'];
+/** From src/fuse/kernel (vitest), dist/src/fuse/kernel (tsc) and dist/bundle (bin/lazystore). */
+const ADDON_PATHS = ['../../../build/Release/fuse_backing.node', '../../../../build/Release/fuse_backing.node', '../../build/Release/fuse_backing.node'];
 
 let loaded: Addon | null | undefined;
 
@@ -27,7 +28,7 @@ export function passthroughAddon(): Addon | null {
       loaded = require(p) as Addon;
       break;
     } catch {
-      // try the next layout (src/ under vitest, dist/src/ when built)
+      // try the next layout
     }
   }
   return loaded;
