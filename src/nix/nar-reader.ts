@@ -269,6 +269,141 @@ class NarParser {
   }
 }
 
+/** What `parseNarSync` reports to: like NarSink, every file's contents as one view. */
+export interface SyncNarSink {
+  directory(path: string): void;
+  symlink(path: string, target: string): void;
+  /** `contents` is a view of the NAR buffer (valid as long as it is). */
+  fileData(path: string, executable: boolean, contents: Buffer, narOffset: number): void;
+}
+
+/**
+ * `parseNar` for a NAR held whole in memory, without a promise: the NARs of most store paths are
+ * a few hundred bytes, and for those the streaming parser's per-token machinery (async calls,
+ * a chunk reader) cost more than the parse. Same checks, same error codes and offsets as
+ * NarParser above — the malformed-NAR corpus and the property tests hold both parsers to the
+ * same answers. Directory depth uses an explicit stack, as there.
+ */
+export function parseNarSync(buf: Buffer, sink: SyncNarSink): { narSize: number } {
+  let pos = 0;
+  let tokAt = 0;
+  const truncated = (what: string): never => {
+    throw new LazyError('NAR_TRUNCATED', `NAR ends inside ${what} at NAR byte ${buf.length}`, { details: { offset: buf.length } });
+  };
+  const u64 = (what: string): number => {
+    if (buf.length - pos < 8) truncated(what);
+    const hi = buf.readUInt32LE(pos + 4);
+    if (hi > 0x1fffff) fail('NAR_TOO_LONG', `absurd length for ${what}`, pos);
+    const v = hi * 0x100000000 + buf.readUInt32LE(pos);
+    pos += 8;
+    return v;
+  };
+  const pad = (len: number, what: string): void => {
+    const p = (8 - (len & 7)) & 7;
+    if (buf.length - pos < p) truncated(what);
+    for (let i = 0; i < p; i++) if (buf[pos + i] !== 0) fail('NAR_BAD_PADDING', `nonzero padding after ${what}`, pos + i);
+    pos += p;
+  };
+  const bytes = (max: number, what: string): Buffer => {
+    const at = pos;
+    const len = u64(what);
+    if (len > max) fail('NAR_TOO_LONG', `${what} of ${len} bytes (at most ${max})`, at, { length: len });
+    if (buf.length - pos < ((len + 7) & ~7)) truncated(what);
+    const b = buf.subarray(pos, pos + len);
+    pos += len;
+    pad(len, what);
+    return b;
+  };
+  const token = (): string => {
+    tokAt = pos;
+    return bytes(MAX_TOKEN, 'token').toString('latin1');
+  };
+  const expect = (want: string): void => {
+    const t = token();
+    if (t !== want) fail('NAR_UNEXPECTED_TOKEN', `expected '${want}', got '${printable(t)}'`, tokAt, { expected: want, got: t });
+  };
+  /** One node at `path`; true when it was a directory, whose entries follow. */
+  const node = (path: string): boolean => {
+    expect('(');
+    expect('type');
+    const type = token();
+    const at = tokAt;
+    if (type === 'regular') {
+      let tok = token();
+      let executable = false;
+      if (tok === 'executable') {
+        executable = true;
+        const vAt = pos;
+        if (bytes(MAX_TOKEN, 'executable flag').length !== 0) fail('NAR_UNEXPECTED_TOKEN', `expected '' after 'executable'`, vAt);
+        tok = token();
+      }
+      if (tok !== 'contents') fail('NAR_UNEXPECTED_TOKEN', `expected 'contents', got '${printable(tok)}'`, tokAt, { expected: 'contents', got: tok });
+      const sAt = pos;
+      const size = u64('file size');
+      if (size > MAX_CONTENTS) fail('NAR_TOO_LONG', `absurd file size ${size}`, sAt);
+      if (buf.length - pos < size) truncated('file contents');
+      const start = pos;
+      pos += size;
+      sink.fileData(path, executable, buf.subarray(start, pos), start);
+      pad(size, 'file contents');
+      expect(')');
+      return false;
+    }
+    if (type === 'symlink') {
+      expect('target');
+      const tAt = pos;
+      const target = bytes(MAX_TARGET, 'symlink target');
+      if (target.length === 0 || target.includes(0)) fail('NAR_BAD_TARGET', 'empty or NUL-containing symlink target', tAt);
+      expect(')');
+      sink.symlink(path, target.toString('latin1'));
+      return false;
+    }
+    if (type === 'directory') {
+      sink.directory(path);
+      return true;
+    }
+    return fail('NAR_UNEXPECTED_TOKEN', `unknown node type '${printable(type)}'`, at, { got: type });
+  };
+
+  let magic: Buffer;
+  try {
+    magic = bytes(MAX_TOKEN, 'magic');
+  } catch (e) {
+    if (e instanceof LazyError && (e.code === 'NAR_TOO_LONG' || e.code === 'NAR_BAD_PADDING')) fail('NAR_BAD_MAGIC', 'not a NAR (bad magic)', 0);
+    throw e;
+  }
+  if (magic.toString('latin1') !== NarWriter.MAGIC) fail('NAR_BAD_MAGIC', 'not a NAR (bad magic)', 0);
+  const stack: { path: string; prev: Buffer | undefined }[] = [];
+  if (node('')) stack.push({ path: '', prev: undefined });
+  while (stack.length > 0) {
+    const dir = stack[stack.length - 1]!;
+    const tok = token();
+    if (tok === ')') {
+      stack.pop();
+      if (stack.length > 0) expect(')');
+      continue;
+    }
+    if (tok !== 'entry') fail('NAR_UNEXPECTED_TOKEN', `expected 'entry' or ')', got '${printable(tok)}'`, tokAt, { got: tok });
+    expect('(');
+    expect('name');
+    const nAt = pos;
+    const name = bytes(MAX_NAME, 'entry name');
+    checkName(name, nAt);
+    if (dir.prev !== undefined) {
+      const c = Buffer.compare(dir.prev, name);
+      if (c === 0) fail('NAR_DUPLICATE', `duplicate entry '${printable(name.toString('latin1'))}'`, nAt);
+      if (c > 0) fail('NAR_UNSORTED', `entry '${printable(name.toString('latin1'))}' after '${printable(dir.prev.toString('latin1'))}'`, nAt);
+    }
+    dir.prev = name;
+    expect('node');
+    const child = dir.path === '' ? name.toString('latin1') : `${dir.path}/${name.toString('latin1')}`;
+    if (node(child)) stack.push({ path: child, prev: undefined });
+    else expect(')');
+  }
+  if (pos !== buf.length) fail('NAR_TRAILING', 'trailing bytes after the NAR', pos);
+  return { narSize: pos };
+}
+
 function checkName(name: Buffer, at: number): void {
   const s = name.toString('latin1');
   if (name.length === 0 || s === '.' || s === '..' || name.includes(0x2f) || name.includes(0)) {

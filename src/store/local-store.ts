@@ -180,7 +180,8 @@ export class LocalStore {
   async register(tmpPath: string, info: PathInfo, opts: Signal = {}): Promise<PathInfo> {
     this.checkTemp(tmpPath);
     const { signal } = opts;
-    const known = await this.queryPathInfo(info.path, opts);
+    // Memory only: the disk is read under the lock below anyway (a miss here cost a stat).
+    const known = this.infos.get(info.path);
     if (known) {
       await removeTree(tmpPath);
       return known;

@@ -27,8 +27,11 @@ export type RestoreOp =
 
 export type RestoreMessage =
   | { op: 'restore'; id: number; root: string; ring: SharedArrayBuffer | ArrayBuffer; slotSize: number }
-  /** `ops` is the JSON of a RestoreOp[]: one string clones ~10x faster than thousands of small arrays. */
-  | { op: 'restore-batch'; id: number; slot: number; ops: string }
+  /**
+   * `ops` is the JSON of a RestoreOp[] (one string clones ~10x faster than thousands of small
+   * arrays), or the array itself in the caller's thread, where `data` may replace the ring slot.
+   */
+  | { op: 'restore-batch'; id: number; slot: number; ops: string | RestoreOp[]; data?: Buffer }
   | { op: 'restore-end'; id: number; abort: boolean };
 
 export interface RestoreFailure {
@@ -38,15 +41,13 @@ export interface RestoreFailure {
 }
 
 /**
- * Returns the message handler; `reply` posts to the parent. `fsModule` is given when the handler
- * runs in the caller's thread (restoreNar's small-NAR path, an ES module without `require`).
+ * Returns the message handler; `reply` posts to the parent. `fs` is node:fs, passed in because
+ * this function also runs in a worker as source text (see nar-worker-main.ts).
  */
 export function narRestoreHandler(
   reply: (m: { id: number; kind: 'ack' | 'done' } | ({ id: number; kind: 'error' } & RestoreFailure)) => void,
-  fsModule?: typeof import('node:fs'),
+  fs: typeof import('node:fs'),
 ): (m: RestoreMessage) => void {
-  /* eslint-disable-next-line @typescript-eslint/no-require-imports */
-  const fs = fsModule ?? (require('node:fs') as typeof import('node:fs'));
   const C = fs.constants;
   const CREATE = C.O_WRONLY | C.O_CREAT | C.O_EXCL | C.O_NOFOLLOW;
   let umask = 0o777;
@@ -116,10 +117,10 @@ export function narRestoreHandler(
       }
       return;
     }
-    const data = Buffer.from(s.ring, m.slot * s.slotSize, s.slotSize);
+    const data = m.data ?? Buffer.from(s.ring, m.slot * s.slotSize, s.slotSize);
     let where: Buffer | undefined;
     try {
-      for (const op of JSON.parse(m.ops) as RestoreOp[]) {
+      for (const op of typeof m.ops === 'string' ? (JSON.parse(m.ops) as RestoreOp[]) : m.ops) {
         switch (op[0]) {
           case 'd':
             where = full(s, op[1]);

@@ -20,7 +20,7 @@ import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import { LazyError, throwIfAborted } from '../errors.js';
 import type { Hash } from '../nix/hash.js';
-import { SMALL_FILE, parseNar, type NarSink } from '../nix/nar-reader.js';
+import { SMALL_FILE, parseNar, parseNarSync, type NarSink } from '../nix/nar-reader.js';
 import { narRestoreHandler, type RestoreMessage, type RestoreOp } from './nar-restore-worker.js';
 import type { NarJobReply } from './nar-worker-main.js';
 import { newJobId, openSharedChannel, replyError } from './nar-worker-pool.js';
@@ -81,6 +81,48 @@ function applyLocally(msgs: RestoreMessage[]): void {
     if (err) throw replyError(err);
   }
 }
+
+/**
+ * The operations that write `nar`, a NAR held whole in memory, when it is small enough to be
+ * written in this thread (see LOCAL_OPS, LOCAL_BYTES, LOCAL_BUDGET_MS); undefined when it is not
+ * (restoreNar then streams it to the worker). The whole NAR is parsed, and so validated, here:
+ * a malformed one fails (NAR_*) before anything is written. File contents stay views of `nar`.
+ */
+export function planSmallNar(nar: Buffer): RestoreOp[] | undefined {
+  if (nar.length > SMALL_NAR) return undefined;
+  const ops: RestoreOp[] = [];
+  let contents = 0;
+  parseNarSync(nar, {
+    directory: (path) => void ops.push(['d', path]),
+    symlink: (path, target) => void ops.push(['l', path, target]),
+    fileData(path, executable, data, narOffset) {
+      contents += data.length;
+      ops.push(['f', path, executable ? 0o555 : 0o444, narOffset, data.length]);
+    },
+  });
+  if (ops.length > LOCAL_OPS || contents > LOCAL_BYTES) return undefined;
+  if (localMsPerEntry * ops.length > LOCAL_BUDGET_MS) {
+    localMsPerEntry *= 0.9;
+    return undefined;
+  }
+  return ops;
+}
+
+/** Writes a NAR planned by planSmallNar at `destPath` (which must not exist), synchronously. */
+export function writeSmallNar(nar: Buffer, ops: RestoreOp[], destPath: string): void {
+  const id = newJobId();
+  const t0 = performance.now();
+  applyLocally([
+    { op: 'restore', id, root: destPath, ring: NO_RING, slotSize: 0 },
+    { op: 'restore-batch', id, slot: 0, ops, data: nar },
+    { op: 'restore-end', id, abort: false },
+  ]);
+  localMsPerEntry = 0.7 * localMsPerEntry + (0.3 * (performance.now() - t0)) / Math.max(1, ops.length);
+}
+
+/** Largest whole NAR planSmallNar parses: its contents must fit LOCAL_BYTES anyway. */
+const SMALL_NAR = 2 * LOCAL_BYTES;
+const NO_RING = new ArrayBuffer(0);
 
 export async function restoreNar(
   source: AsyncIterable<Uint8Array>,

@@ -5,15 +5,18 @@
  * left behind: the scratch directory is removed and the path stays invalid.
  */
 import { lstatSync, readFileSync, readlinkSync } from 'node:fs';
-import { LazyError, abortError, isLazyError } from '../errors.js';
-import { StreamingHash, formatHash, hashEquals, type Hash, type HashAlgo } from '../nix/hash.js';
+import { LazyError, abortError, isLazyError, throwIfAborted } from '../errors.js';
+import { StreamingHash, formatHash, hashEquals, hashOf, type Hash, type HashAlgo } from '../nix/hash.js';
 import { encodeNar } from '../nix/nar-writer.js';
 import { RefScanner } from '../nix/refscan.js';
 import { checkStoreName, hashPart, makeFixedOutputPath, nameOf, type StorePath } from '../nix/store-path.js';
 import { checkContentAddress, formatContentAddress, parseContentAddress } from './content-address.js';
 import type { LocalStore } from './local-store.js';
 import { dumpPath } from './nar-dump.js';
-import { restoreNar } from './nar-restore.js';
+import { planSmallNar, restoreNar, writeSmallNar } from './nar-restore.js';
+import type { RestoreOp } from './nar-restore-worker.js';
+import { WholeBytes } from '../nix/whole-bytes.js';
+import { createHash } from 'node:crypto';
 import type { PathInfo } from './path-info.js';
 import { removeTree } from './remove-tree.js';
 import { testPause } from './test-pause.js';
@@ -72,21 +75,25 @@ export async function importNar(
       const ca = parseContentAddress(expected.ca);
       if (ca.method === 'recursive' && ca.hash.algo !== 'sha256') algos.add(ca.hash.algo);
     }
-    const tap = new NarTap(path, expected.narSize, algos, undefined, opts.signal);
-    const restored = await withPath(path, restoreNar(tap.wrap(source), dest, opts));
-    const narHashes = tap.hashes(restored.narHash);
-    if (expected.narSize !== undefined && restored.narSize !== expected.narSize) {
-      throw sizeMismatch(path, expected.narSize, restored.narSize);
-    }
-    if (expected.narHash) {
-      const actual = narHashes(expected.narHash.algo)!;
-      if (!hashEquals(actual, expected.narHash)) {
-        throw new LazyError(
-          'STORE_NAR_HASH_MISMATCH',
-          `NAR hash mismatch for '${path}': expected ${formatHash(expected.narHash)}, got ${formatHash(actual)}`,
-          { details: { path, expected: formatHash(expected.narHash), actual: formatHash(actual) } },
-        );
-      }
+    // A small NAR held whole (most substituted paths): parsed and checked in one go, written
+    // with synchronous calls only once its size and hash are right. Otherwise streamed: written
+    // as it is parsed, checked at the end.
+    const whole = source instanceof WholeBytes ? source.bytes : undefined;
+    const plan = whole === undefined ? undefined : planWhole(path, whole, expected.narSize);
+    let restored: { narSize: number; narHash: Hash };
+    let narHashes: (algo: HashAlgo) => Hash | undefined;
+    if (whole !== undefined && plan !== undefined) {
+      const narHash: Hash = { algo: 'sha256', digest: createHash('sha256').update(whole).digest() };
+      restored = { narSize: whole.length, narHash };
+      narHashes = (algo) => (algo === 'sha256' ? narHash : hashOf(algo, whole));
+      checkNar(expected, restored.narSize, narHashes);
+      throwIfAborted(opts.signal);
+      writeSmallNar(whole, plan, dest);
+    } else {
+      const tap = new NarTap(path, expected.narSize, algos, undefined, opts.signal);
+      restored = await withPath(path, restoreNar(tap.wrap(source), dest, opts));
+      narHashes = tap.hashes(restored.narHash);
+      checkNar(expected, restored.narSize, narHashes);
     }
     if (expected.ca !== undefined) {
       await checkContentAddress({ path, ca: expected.ca, references: expected.references, fsPath: dest, narHash: narHashes, signal: opts.signal });
@@ -105,6 +112,34 @@ export async function importNar(
   } catch (e) {
     await removeTree(dest);
     throw e;
+  }
+}
+
+/** NarSize and NarHash of a restored NAR against the expectation (both optional there). */
+function checkNar(expected: NarExpectation, narSize: number, narHashes: (algo: HashAlgo) => Hash | undefined): void {
+  const { path } = expected;
+  if (expected.narSize !== undefined && narSize !== expected.narSize) throw sizeMismatch(path, expected.narSize, narSize);
+  if (expected.narHash) {
+    const actual = narHashes(expected.narHash.algo)!;
+    if (!hashEquals(actual, expected.narHash)) {
+      throw new LazyError('STORE_NAR_HASH_MISMATCH', `NAR hash mismatch for '${path}': expected ${formatHash(expected.narHash)}, got ${formatHash(actual)}`, {
+        details: { path, expected: formatHash(expected.narHash), actual: formatHash(actual) },
+      });
+    }
+  }
+}
+
+/**
+ * planSmallNar for the NAR of `path`, with the errors the streaming path gives: a NAR longer
+ * than promised is a size mismatch (as NarTap finds it before the parser does), NAR_* errors
+ * name the path.
+ */
+function planWhole(path: StorePath, nar: Buffer, narSize: number | undefined): RestoreOp[] | undefined {
+  if (narSize !== undefined && nar.length > narSize) throw sizeMismatch(path, narSize, nar.length, true);
+  try {
+    return planSmallNar(nar);
+  } catch (e) {
+    throw withPathSync(path, e);
   }
 }
 
@@ -260,11 +295,15 @@ async function withPath<T>(path: string, p: Promise<T>): Promise<T> {
   try {
     return await p;
   } catch (e) {
-    if (isLazyError(e) && !e.code.startsWith('STORE_') && e.code !== 'ABORTED') {
-      throw new LazyError(e.code, `importing '${path}': ${e.message}`, { cause: e, details: { ...e.details, path } });
-    }
-    throw e;
+    throw withPathSync(path, e);
   }
+}
+
+function withPathSync(path: string, e: unknown): unknown {
+  if (isLazyError(e) && !e.code.startsWith('STORE_') && e.code !== 'ABORTED') {
+    return new LazyError(e.code, `importing '${path}': ${e.message}`, { cause: e, details: { ...e.details, path } });
+  }
+  return e;
 }
 
 /**

@@ -3,14 +3,17 @@
  * - `LAZYSTORE_TEST_PAUSE_AT=<point>[,<point>…]`: at such a point the process prints
  *   `lazystore: paused at <point>` on stderr and waits forever, so a test can SIGKILL it there;
  * - `LAZYSTORE_TEST_TRACE=1`: every point prints `lazystore: at <point>` on stderr and goes on.
- * Unset (always, outside tests) a point costs two environment lookups.
+ * Both are read once, at start (tests set them for the child processes they kill). Unset
+ * (always, outside tests) a point is one comparison and no promise.
  */
-export async function testPause(point: string): Promise<void> {
-  if (process.env.LAZYSTORE_TEST_TRACE === '1') process.stderr.write(`lazystore: at ${point}\n`);
-  const at = process.env.LAZYSTORE_TEST_PAUSE_AT;
-  if (at === undefined || !at.split(',').includes(point)) return;
+const TRACE = process.env.LAZYSTORE_TEST_TRACE === '1';
+const PAUSE_AT = process.env.LAZYSTORE_TEST_PAUSE_AT?.split(',');
+
+export function testPause(point: string): Promise<never> | undefined {
+  if (TRACE) process.stderr.write(`lazystore: at ${point}\n`);
+  if (PAUSE_AT === undefined || !PAUSE_AT.includes(point)) return undefined;
   process.stderr.write(`lazystore: paused at ${point}\n`);
-  await new Promise<never>(() => {
+  return new Promise<never>(() => {
     setInterval(() => undefined, 1 << 30);
   });
 }

@@ -6,6 +6,7 @@
  */
 import { LazyError, throwIfAborted } from '../errors.js';
 import { pipeThroughProcess } from './pipe-process.js';
+import { WholeBytes } from '../nix/whole-bytes.js';
 import { xzDecompressSync } from './xz-decode.js';
 
 const DECOMPRESSORS: Record<string, readonly [string, readonly string[]]> = {
@@ -34,13 +35,18 @@ export function isSupportedCompression(compression: string): boolean {
 
 /** The decompressed stream of `source`; `none` (and an empty field, as in Nix) passes it through. */
 export function decompress(source: AsyncIterable<Uint8Array>, compression: string, opts: DecompressOptions = {}): AsyncIterable<Buffer> {
-  if (compression === 'none' || compression === '') return asBuffers(source);
+  if (compression === 'none' || compression === '') return source instanceof WholeBytes ? source : asBuffers(source);
   const tool = DECOMPRESSORS[compression];
   if (!tool) {
     throw new LazyError('SUBST_COMPRESSION_UNSUPPORTED', `unsupported compression '${compression}'${opts.what ? ` for ${opts.what}` : ''}`);
   }
   const { expectedSize } = opts;
   if (compression === 'xz' && expectedSize !== undefined && expectedSize > 0 && expectedSize <= IN_PROCESS_XZ_MAX) {
+    // Held whole already: decoded now, and handed on whole (the importer's synchronous path).
+    if (source instanceof WholeBytes) {
+      const out = decodeXz(source.bytes, expectedSize);
+      if (out !== undefined) return new WholeBytes(out);
+    }
     return smallXz(source, expectedSize, opts);
   }
   return pipeThroughProcess(tool[0], tool[1], source, { what: opts.what, signal: opts.signal, code: 'SUBST_DECOMPRESS' });
@@ -70,13 +76,8 @@ async function* smallXz(source: AsyncIterable<Uint8Array>, expectedSize: number,
     }
     throwIfAborted(opts.signal);
     if (ended) {
-      let out: Buffer | undefined;
-      try {
-        out = xzDecompressSync(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks), expectedSize);
-      } catch {
-        out = undefined;
-      }
-      if (out !== undefined && out.length === expectedSize) {
+      const out = decodeXz(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks), expectedSize);
+      if (out !== undefined) {
         yield out;
         return;
       }
@@ -90,6 +91,16 @@ async function* smallXz(source: AsyncIterable<Uint8Array>, expectedSize: number,
   } finally {
     // A consumer that stops early must not leave the source (a file handle, a socket) open.
     if (!ended) await it.return?.();
+  }
+}
+
+/** The in-process decode, or undefined for anything unusual (the native tool then decides). */
+function decodeXz(input: Uint8Array, expectedSize: number): Buffer | undefined {
+  try {
+    const out = xzDecompressSync(input, expectedSize);
+    return out.length === expectedSize ? out : undefined;
+  } catch {
+    return undefined;
   }
 }
 

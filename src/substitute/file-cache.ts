@@ -12,6 +12,7 @@
 import { closeSync, createReadStream, fstatSync, openSync, readFileSync, readSync } from 'node:fs';
 import { join } from 'node:path';
 import { LazyError, throwIfAborted } from '../errors.js';
+import { WholeBytes } from '../nix/whole-bytes.js';
 import type { CacheTransport } from './cache-transport.js';
 
 /** 1 MiB reads: fewer syscalls and chunks than the 64 KiB default, still flat memory. */
@@ -42,7 +43,7 @@ export class FileTransport implements CacheTransport {
         for (let n = 1; got < size && n > 0; got += n) n = readSync(fd, buf, got, size - got, null);
         // A file that grew since the fstat: stream the rest rather than cutting it short.
         const more = readSync(fd, Buffer.allocUnsafe(1), 0, 1, null) > 0;
-        if (!more) return once(got === size ? buf : buf.subarray(0, got));
+        if (!more) return new WholeBytes(got === size ? buf : buf.subarray(0, got));
         closeSync(fd);
         fd = undefined;
         return createReadStream(join(this.dir, rel), { highWaterMark: READ_CHUNK, signal: opts.signal });
@@ -68,10 +69,6 @@ export class FileTransport implements CacheTransport {
       throw new LazyError('SUBST_IO', `cannot read ${this.url}/${rel}: ${(e as Error).message}`, { cause: e });
     }
   }
-}
-
-async function* once(b: Buffer): AsyncGenerator<Buffer> {
-  yield b;
 }
 
 function isNotFound(e: unknown): boolean {

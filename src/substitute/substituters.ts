@@ -8,6 +8,7 @@ import { countValidSigs, type NarInfo } from '../nix/narinfo.js';
 import type { PublicKey } from '../nix/signing.js';
 import { parseStoreBaseName, type StorePath } from '../nix/store-path.js';
 import { pathInfoFromNarInfo, type PathInfo } from '../store/path-info.js';
+import { WholeBytes } from '../nix/whole-bytes.js';
 import type { BinaryCache } from './binary-cache.js';
 import { isContentAddressedPath } from './content-address.js';
 
@@ -113,8 +114,7 @@ export class Substituters {
         });
       }
     }
-    const known = await store.queryPathInfo(info.storePath, { signal });
-    if (known) return known;
+    // Valid meanwhile? addFromNar looks (and then discards the download unread).
     for (let attempt = 1; ; attempt++) {
       const watch = new SourceWatch();
       try {
@@ -135,7 +135,12 @@ export class Substituters {
 /** Remembers the error the NAR source itself threw, if any. */
 class SourceWatch {
   error: unknown;
-  async *wrap(source: AsyncIterable<Buffer>): AsyncGenerator<Buffer> {
+  /** A source held whole cannot fail any more: it is passed on as it is. */
+  wrap(source: AsyncIterable<Buffer>): AsyncIterable<Buffer> {
+    return source instanceof WholeBytes ? source : this.watch(source);
+  }
+
+  private async *watch(source: AsyncIterable<Buffer>): AsyncGenerator<Buffer> {
     try {
       yield* source;
     } catch (e) {

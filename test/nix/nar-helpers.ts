@@ -1,6 +1,6 @@
 /** Shared helpers for the NAR tests: a recording sink, chunkers, arbitrary trees. */
 import fc from 'fast-check';
-import type { NarSink } from '../../src/nix/nar-reader.js';
+import type { NarSink, SyncNarSink } from '../../src/nix/nar-reader.js';
 import type { NarTree } from '../../src/nix/nar-writer.js';
 
 export type NarEvent =
@@ -19,6 +19,18 @@ export function recordingSink(): { sink: NarSink; events: NarEvent[] } {
       for await (const c of contents) parts.push(Buffer.from(c));
       events.push({ kind: 'file', path, executable, size, contents: Buffer.concat(parts).toString('latin1'), narOffset });
     },
+  };
+  return { sink, events };
+}
+
+/** The same record for parseNarSync. */
+export function recordingSyncSink(): { sink: SyncNarSink; events: NarEvent[] } {
+  const events: NarEvent[] = [];
+  const sink: SyncNarSink = {
+    directory: (path) => void events.push({ kind: 'directory', path }),
+    symlink: (path, target) => void events.push({ kind: 'symlink', path, target }),
+    fileData: (path, executable, contents, narOffset) =>
+      void events.push({ kind: 'file', path, executable, size: contents.length, contents: contents.toString('latin1'), narOffset }),
   };
   return { sink, events };
 }
