@@ -6,7 +6,7 @@
 import { createReadStream } from 'node:fs';
 import { lstat } from 'node:fs/promises';
 import { LazyError } from '../errors.js';
-import { StreamingHash, formatHash, hashEquals, parseHash, type Hash, type HashAlgo } from '../nix/hash.js';
+import { StreamingHash, formatHash, hashEquals, hashOf, parseHash, type Hash, type HashAlgo } from '../nix/hash.js';
 import { makeFixedOutputPath, nameOf, type FileIngestionMethod, type StorePath } from '../nix/store-path.js';
 
 export interface ContentAddress {
@@ -34,6 +34,8 @@ export function formatContentAddress(ca: ContentAddress): string {
 /**
  * Throws STORE_CA_MISMATCH unless `path` is the path `ca` gives for these references and the
  * contents at `fsPath` hash to `ca`'s hash. `narHash(algo)` is the NAR hash in `algo`, when known.
+ * `file`, when the caller has the NAR in memory, says what `fsPath` holds without reading it
+ * back: the contents of a lone regular file, or null when the NAR is anything else.
  */
 export async function checkContentAddress(args: {
   path: StorePath;
@@ -41,6 +43,7 @@ export async function checkContentAddress(args: {
   references: readonly StorePath[];
   fsPath: string;
   narHash: (algo: HashAlgo) => Hash | undefined;
+  file?: Buffer | null;
   signal?: AbortSignal;
 }): Promise<void> {
   const { path, references } = args;
@@ -56,6 +59,8 @@ export async function checkContentAddress(args: {
   if (expectedPath !== path) throw mismatch(path, args.ca, `it gives the path '${expectedPath}'`);
   let actual: Hash | undefined;
   if (ca.method === 'recursive') actual = args.narHash(ca.hash.algo);
+  else if (args.file === null) throw mismatch(path, args.ca, NOT_A_FILE);
+  else if (args.file !== undefined) actual = hashOf(ca.hash.algo, args.file);
   else actual = await hashRegularFile(args.fsPath, ca.hash.algo, path, args.ca, args.signal);
   if (actual === undefined) throw mismatch(path, args.ca, `no ${ca.hash.algo} NAR hash was computed to check it`);
   if (!hashEquals(actual, ca.hash)) throw mismatch(path, args.ca, `the contents hash to ${formatHash(actual)}`);
@@ -63,11 +68,13 @@ export async function checkContentAddress(args: {
 
 async function hashRegularFile(fsPath: string, algo: HashAlgo, path: StorePath, ca: string, signal?: AbortSignal): Promise<Hash> {
   const st = await lstat(fsPath);
-  if (!st.isFile()) throw mismatch(path, ca, 'a flat or text content address needs a regular file');
+  if (!st.isFile()) throw mismatch(path, ca, NOT_A_FILE);
   const h = new StreamingHash(algo);
   for await (const chunk of createReadStream(fsPath, { signal })) h.update(chunk as Buffer);
   return h.digest();
 }
+
+const NOT_A_FILE = 'a flat or text content address needs a regular file';
 
 function mismatch(path: StorePath, ca: string, why: string, cause?: unknown): LazyError {
   return new LazyError('STORE_CA_MISMATCH', `content address '${ca}' does not match '${path}': ${why}`, {

@@ -82,7 +82,12 @@ export async function importNar(
     const plan = whole === undefined ? undefined : planWhole(path, whole, expected.narSize);
     let restored: { narSize: number; narHash: Hash };
     let narHashes: (algo: HashAlgo) => Hash | undefined;
+    /** A flat/text CA hashes the lone file: known here when the NAR is in memory. */
+    let file: Buffer | null | undefined;
     if (whole !== undefined && plan !== undefined) {
+      const op = plan.length === 1 ? plan[0]! : undefined;
+      const root = op && op[0] === 'f' && op[1] === '' ? op : undefined;
+      file = root ? whole.subarray(root[3], root[3] + root[4]) : null;
       const narHash: Hash = { algo: 'sha256', digest: createHash('sha256').update(whole).digest() };
       restored = { narSize: whole.length, narHash };
       narHashes = (algo) => (algo === 'sha256' ? narHash : hashOf(algo, whole));
@@ -96,7 +101,7 @@ export async function importNar(
       checkNar(expected, restored.narSize, narHashes);
     }
     if (expected.ca !== undefined) {
-      await checkContentAddress({ path, ca: expected.ca, references: expected.references, fsPath: dest, narHash: narHashes, signal: opts.signal });
+      await checkContentAddress({ path, ca: expected.ca, references: expected.references, fsPath: dest, narHash: narHashes, file, signal: opts.signal });
     }
     const info: PathInfo = {
       path,
