@@ -54,14 +54,18 @@ if ! (cd "$here" && node -e "require('fuse-native')") 2>/dev/null; then
   (cd "$here" && npm rebuild fuse-native >/dev/null)
 fi
 
-# The FUSE passthrough addon (native/fuse_backing.c: two ioctls Node cannot make). Without a
-# C compiler the mount still works, with reads served by the daemon.
-addon="$here/build/Release/fuse_backing.node"
-if [ ! -f "$addon" ] || [ "$here/native/fuse_backing.c" -nt "$addon" ]; then
-  echo "setup: building the FUSE passthrough addon (node-gyp)"
+# The addons in native/: fuse_backing.c (FUSE passthrough: two ioctls Node cannot make) and
+# store_lock.c (store locks without the event loop). Without a C compiler everything still
+# works: reads through the mount go through the daemon, locks through net.Server.
+stale=""
+for a in fuse_backing store_lock; do
+  [ -f "$here/build/Release/$a.node" ] && ! [ "$here/native/$a.c" -nt "$here/build/Release/$a.node" ] || stale=1
+done
+if [ -n "$stale" ]; then
+  echo "setup: building the native addons (node-gyp)"
   log="${TMPDIR:-/tmp}/lazystore-node-gyp.log"
   (cd "$here" && npm run --silent build:native >"$log" 2>&1) || \
-    echo "setup: the passthrough addon did not build (see $log); reads through the mount go through the daemon" >&2
+    echo "setup: the native addons did not build (see $log); lazystore works without them, a little slower" >&2
 fi
 
 # Reference fixtures from real Nix 2.8 (~60 s once). Found beside the repo as ../shared.

@@ -18,7 +18,7 @@
 import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { mkdir, readdir, unlink } from 'node:fs/promises';
-import { join, relative, sep } from 'node:path';
+import { join } from 'node:path';
 import { LRUCache } from 'lru-cache';
 import { LazyError, throwIfAborted } from '../errors.js';
 import { formatNarInfo, parseNarInfo } from '../nix/narinfo.js';
@@ -84,7 +84,7 @@ export class LocalStore {
 
   /** Where the path's contents live on disk: `<state>/store/<base>`. */
   realPath(p: StorePath): string {
-    return join(this.layout.storeDir, baseName(p));
+    return `${this.layout.storeDir}/${baseName(p)}`; // a store path's base name: no join needed
   }
 
   /** `log/<drv basename>`: where the build log of `drvPath` is kept. */
@@ -159,7 +159,7 @@ export class LocalStore {
   /** A fresh name under `tmp/`, owned like `makeTempDir`'s, that nothing exists at yet (not created). */
   tempPath(label: string): string {
     const safe = label.replace(/[^A-Za-z0-9+._?=-]/g, '_').slice(0, 80);
-    return join(this.layout.tmpDir, `${ownerToken()}.${this.tempCounter++}${this.tempNonce}-${safe}`);
+    return `${this.layout.tmpDir}/${ownerToken()}.${this.tempCounter++}${this.tempNonce}-${safe}`;
   }
 
   /** Removes a scratch entry made by `makeTempDir` (read-only trees included). */
@@ -202,7 +202,7 @@ export class LocalStore {
       await moveTree(tmpPath, dest, { replace: true }).catch((e: unknown) => {
         throw ioError(e, `cannot move '${tmpPath}' into the store as '${dest}'`, info.path);
       });
-      const draft = join(this.layout.tmpDir, `${ownerToken()}.${this.tempCounter++}-narinfo-${hash}`);
+      const draft = `${this.layout.tmpDir}/${ownerToken()}.${this.tempCounter++}-narinfo-${hash}`;
       try {
         await testPause('register:after-rename');
         writeFileSync(draft, formatNarInfo(pathInfoToNarInfo(info)), { mode: 0o644 });
@@ -304,9 +304,11 @@ export class LocalStore {
     return info.path === p ? info : undefined;
   }
 
+  /** `tmpPath` must name something strictly inside tmp/ (no `..`, `.` or empty step on the way). */
   private checkTemp(tmpPath: string): void {
-    const rel = relative(this.layout.tmpDir, tmpPath);
-    if (rel === '' || rel.startsWith('..') || rel.startsWith(sep)) {
+    const prefix = `${this.layout.tmpDir}/`;
+    const rel = tmpPath.startsWith(prefix) ? tmpPath.slice(prefix.length) : '';
+    if (rel === '' || rel.split('/').some((s) => s === '' || s === '.' || s === '..')) {
       throw new LazyError('STORE_BAD_TEMP', `'${tmpPath}' is not inside the store's scratch directory ${this.layout.tmpDir}`, {
         details: { tmpPath },
       });

@@ -10,7 +10,6 @@
  * loop for the length of one small read; that is the trade.
  */
 import { closeSync, createReadStream, openSync, readFileSync, readSync } from 'node:fs';
-import { join } from 'node:path';
 import { LazyError, throwIfAborted } from '../errors.js';
 import { WholeBytes } from '../nix/whole-bytes.js';
 import type { CacheTransport } from './cache-transport.js';
@@ -33,7 +32,7 @@ export class FileTransport implements CacheTransport {
 
   async get(rel: string, opts: { signal?: AbortSignal } = {}): Promise<AsyncIterable<Uint8Array> | undefined> {
     throwIfAborted(opts.signal);
-    const file = join(this.dir, rel);
+    const file = this.file(rel);
     let fd: number | undefined;
     try {
       // Most NARs are small: read into a scratch buffer and kept as an exact-size copy (no
@@ -54,10 +53,15 @@ export class FileTransport implements CacheTransport {
     }
   }
 
+  /** `rel` is a safe relative path (isSafeRelativeUrl, or a name of ours): concatenated, not joined. */
+  private file(rel: string): string {
+    return this.dir === '/' ? `/${rel}` : `${this.dir}/${rel}`;
+  }
+
   async getText(rel: string, opts: { signal?: AbortSignal } = {}): Promise<string | undefined> {
     throwIfAborted(opts.signal);
     try {
-      return readFileSync(join(this.dir, rel), 'utf8');
+      return readFileSync(this.file(rel), 'utf8');
     } catch (e) {
       if (isNotFound(e)) return undefined;
       throw new LazyError('SUBST_IO', `cannot read ${this.url}/${rel}: ${(e as Error).message}`, { cause: e });

@@ -6,32 +6,16 @@
  * compiler is there). Without it, or when the kernel refuses (no CAP_SYS_ADMIN, a backing
  * filesystem stacked too deep), reads come to the daemon as usual.
  */
-import { createRequire } from 'node:module';
+import { loadAddon } from '../../native/addons.js';
 
 interface Addon {
   backingOpen(devFd: number, fileFd: number): number;
   backingClose(devFd: number, id: number): void;
 }
 
-/** From src/fuse/kernel (vitest), dist/src/fuse/kernel (tsc) and dist/bundle (bin/lazystore). */
-const ADDON_PATHS = ['../../../build/Release/fuse_backing.node', '../../../../build/Release/fuse_backing.node', '../../build/Release/fuse_backing.node'];
-
-let loaded: Addon | null | undefined;
-
 /** The addon, or null when it was not built here. */
 export function passthroughAddon(): Addon | null {
-  if (loaded !== undefined) return loaded;
-  const require = createRequire(import.meta.url);
-  loaded = null;
-  for (const p of ADDON_PATHS) {
-    try {
-      loaded = require(p) as Addon;
-      break;
-    } catch {
-      // try the next layout
-    }
-  }
-  return loaded;
+  return loadAddon<Addon>('fuse_backing');
 }
 
 export class Passthrough {
