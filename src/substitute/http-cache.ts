@@ -10,6 +10,7 @@
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import { LazyError, abortError, throwIfAborted } from '../errors.js';
+import { WholeBytes } from '../nix/whole-bytes.js';
 import type { CacheTransport } from './cache-transport.js';
 import { Attempt, readAll, type Reply } from './http-request.js';
 
@@ -27,6 +28,10 @@ export interface HttpOptions {
 const NOT_FOUND = new Set([403, 404, 410]);
 /** NAR bodies up to this size (by Content-Length) are read whole, not iterated chunk by chunk. */
 const WHOLE_BODY = 1 << 20;
+
+function isSmall(res: Reply): boolean {
+  return res.length !== undefined && res.length <= WHOLE_BODY;
+}
 
 function isTransientStatus(status: number): boolean {
   return status >= 500 || status === 429 || status === 408;
@@ -52,7 +57,21 @@ export class HttpTransport implements CacheTransport {
   }
 
   async get(rel: string, opts: { signal?: AbortSignal } = {}): Promise<AsyncIterable<Uint8Array> | undefined> {
-    return this.withRetries(rel, opts.signal, async (res, at) => (res ? this.body(res, at, rel, opts.signal) : undefined));
+    // A body of known small length is read whole now and handed on whole (the importer's
+    // synchronous path); any other is streamed. Both under a stall timer, neither retried here
+    // once the headers are in: a broken NAR download is restarted by the import (withNar).
+    return this.withRetries(rel, opts.signal, async (res, at) => {
+      if (res === undefined) return undefined;
+      if (!isSmall(res)) return this.body(res, at, rel, opts.signal);
+      const stall = this.stallTimer(at, rel);
+      try {
+        return new WholeBytes(await readAll(res.body, () => stall.refresh()));
+      } catch (e) {
+        throw toHttpError(e, `${this.url}/${rel}`);
+      } finally {
+        clearTimeout(stall);
+      }
+    });
   }
 
   async getText(rel: string, opts: { signal?: AbortSignal } = {}): Promise<string | undefined> {
@@ -61,8 +80,9 @@ export class HttpTransport implements CacheTransport {
   }
 
   /**
-   * Runs `use` on the response of one attempt (undefined for not-found). With `retryBody`, a
-   * failure inside `use` is retried as well; otherwise only getting the headers is.
+   * Runs `use` on the response of one attempt (undefined for not-found). When `retryBody` says
+   * so for the response, a failure inside `use` is retried as well (and the headers deadline
+   * covers it); otherwise only getting the headers is.
    */
   private async withRetries<T>(
     rel: string,
@@ -124,27 +144,24 @@ export class HttpTransport implements CacheTransport {
     });
   }
 
-  /**
-   * The response body with a stall timer, read when iterated; errors become SUBST_HTTP with
-   * `transient`. A body of known small length is read whole and yielded as one chunk.
-   */
-  private async *body(res: Reply, at: Attempt, rel: string, signal?: AbortSignal): AsyncGenerator<Uint8Array> {
+  /** Fails `at` with SUBST_HTTP_TIMEOUT unless refreshed within the stall timeout. */
+  private stallTimer(at: Attempt, rel: string): NodeJS.Timeout {
     const url = `${this.url}/${rel}`;
-    const stall = setTimeout(
+    return setTimeout(
       () => at.abort(new LazyError('SUBST_HTTP_TIMEOUT', `${url}: no data for ${this.stallTimeoutMs} ms`, { details: { url, transient: true } })),
       this.stallTimeoutMs,
     );
+  }
+
+  /** The response body with a stall timer, read when iterated; errors become SUBST_HTTP with `transient`. */
+  private async *body(res: Reply, at: Attempt, rel: string, signal?: AbortSignal): AsyncGenerator<Uint8Array> {
+    const url = `${this.url}/${rel}`;
+    const stall = this.stallTimer(at, rel);
     const onAbort = (): void => at.abort(abortError(signal));
     signal?.addEventListener('abort', onAbort, { once: true });
     let done = false;
     try {
       throwIfAborted(signal);
-      if (res.length !== undefined && res.length <= WHOLE_BODY) {
-        const whole = await readAll(res.body, () => stall.refresh());
-        done = true;
-        yield whole;
-        return;
-      }
       for await (const chunk of res.body as AsyncIterable<Buffer>) {
         stall.refresh();
         yield chunk;

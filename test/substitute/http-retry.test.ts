@@ -30,7 +30,9 @@ beforeAll(async () => {
       req.socket.destroy();
       return;
     }
-    readFile(join(FIXTURES, 'cache', url)).then(
+    // A body too large to be read whole (HttpTransport streams those).
+    const big = url === '/nar/big.nar' ? Promise.resolve(Buffer.alloc(3 << 20)) : undefined;
+    (big ?? readFile(join(FIXTURES, 'cache', url))).then(
       (data) => {
         if (mode.kind === 'cut' && url.startsWith('/nar/') && n <= mode.times) {
           res.writeHead(200, { 'content-length': data.length });
@@ -104,12 +106,25 @@ describe('HTTP retries', () => {
     const cache = await openBinaryCache(base, { http: { backoffMs: 1, stallTimeoutMs: 300 } });
     const info = (await cache.getNarInfo(parseStorePath(out().path)))!;
     mode = { kind: 'stall' };
-    const nar = await cache.getNar(info);
+    // A small NAR is read whole before getNar returns; a large one while it is iterated.
     await expect(
       (async () => {
-        for await (const _ of nar) void _;
+        for await (const _ of await cache.getNar(info)) void _;
       })(),
     ).rejects.toMatchObject({ code: 'SUBST_HTTP_TIMEOUT' });
+  });
+
+  it('fails a stalled large (streamed) body with SUBST_HTTP_TIMEOUT', async () => {
+    const t = new HttpTransport(base, { backoffMs: 1, stallTimeoutMs: 300 });
+    mode = { kind: 'stall' };
+    const body = (await t.get('nar/big.nar'))!;
+    let got = 0;
+    await expect(
+      (async () => {
+        for await (const c of body) got += c.length;
+      })(),
+    ).rejects.toMatchObject({ code: 'SUBST_HTTP_TIMEOUT' });
+    expect(got).toBe(10);
   });
 
   it('restarts an import whose NAR download broke off midway, and gives up after the attempts', async () => {
