@@ -71,7 +71,7 @@ export async function startTestMount(opts: RealiserOptions & { unknownKind?: 'di
 }
 
 /** The bundled CLI that bin/lazystore runs (npm test builds it first). */
-export const CLI = join(import.meta.dirname, '../../dist/bundle/main.js');
+export const CLI = join(import.meta.dirname, '../../dist/bundle/run.cjs');
 
 export interface CliMount {
   child: ChildProcess;

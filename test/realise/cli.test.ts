@@ -13,7 +13,7 @@ import { instantiate, salt } from './helpers.js';
 
 const ROOT = resolve(import.meta.dirname, '../..');
 /** The bundled CLI that bin/lazystore runs. */
-const MAIN = join(ROOT, 'dist/bundle/main.js');
+const MAIN = join(ROOT, 'dist/bundle/run.cjs');
 const NIX = join(import.meta.dirname, 'nix', 'realise.nix');
 let tmp: string;
 

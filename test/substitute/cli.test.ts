@@ -13,7 +13,7 @@ import { freshNixStore, nixCopyFrom, nixNarHashes, nixVerify } from './nix-peer.
 
 const ROOT = resolve(import.meta.dirname, '../..');
 /** The bundled CLI that bin/lazystore runs. */
-const MAIN = join(ROOT, 'dist/bundle/main.js');
+const MAIN = join(ROOT, 'dist/bundle/run.cjs');
 let tmp: string;
 
 /** Builds dist/ when a source of these commands is newer than its compiled file. */
