@@ -16,6 +16,7 @@ import * as zlib from 'node:zlib';
 import { LazyError } from '../errors.js';
 
 const REDIRECTS = new Set([301, 302, 303, 307, 308]);
+const ACCEPT = { 'accept-encoding': 'gzip, deflate, br' };
 const MAX_REDIRECTS = 10;
 
 /** Kept-alive connections, shared by all caches (idle sockets are unref'd: they never hold the process). */
@@ -87,8 +88,20 @@ export class Attempt {
         reject(new LazyError('SUBST_HTTP', `${url}: redirected to an unsupported scheme`, { details: { url, transient: false } }));
         return;
       }
-      const mod = u.protocol === 'https:' ? https : http;
-      const req = mod.get(u, { agent: u.protocol === 'https:' ? httpsAgentFor() : httpAgent, headers: { 'accept-encoding': 'gzip, deflate, br' } }, resolve);
+      const secure = u.protocol === 'https:';
+      // Options, not the URL object: Node would convert the URL and merge the two per request.
+      const req = (secure ? https : http).get(
+        {
+          protocol: u.protocol,
+          hostname: u.hostname.startsWith('[') ? u.hostname.slice(1, -1) : u.hostname,
+          port: u.port === '' ? undefined : Number(u.port),
+          path: u.pathname + u.search,
+          auth: u.username ? `${decodeURIComponent(u.username)}:${decodeURIComponent(u.password)}` : undefined,
+          agent: secure ? httpsAgentFor() : httpAgent,
+          headers: ACCEPT,
+        },
+        resolve,
+      );
       req.on('error', reject);
       this.req = req;
       if (this.reason) req.destroy(this.reason);
