@@ -12,7 +12,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { LazyError, abortError, throwIfAborted } from '../errors.js';
 import { WholeBytes } from '../nix/whole-bytes.js';
 import type { CacheTransport } from './cache-transport.js';
-import { Attempt, readAll, type Reply } from './http-request.js';
+import { Attempt, discard, readAll, type Reply } from './http-request.js';
 
 export interface HttpOptions {
   /** Attempts per request, the first included (default 5, like Nix). */
@@ -65,7 +65,7 @@ export class HttpTransport implements CacheTransport {
       if (!isSmall(res)) return this.body(res, at, rel, opts.signal);
       const stall = this.stallTimer(at, rel);
       try {
-        return new WholeBytes(await readAll(res.body, () => stall.refresh()));
+        return new WholeBytes(await readAll(res, () => stall.refresh()));
       } catch (e) {
         throw toHttpError(e, `${this.url}/${rel}`);
       } finally {
@@ -76,7 +76,7 @@ export class HttpTransport implements CacheTransport {
 
   async getText(rel: string, opts: { signal?: AbortSignal } = {}): Promise<string | undefined> {
     // Small files: the body read is inside the retry loop and the headers deadline too.
-    return this.withRetries(rel, opts.signal, async (res) => (res ? (await readAll(res.body)).toString('utf8') : undefined), true);
+    return this.withRetries(rel, opts.signal, async (res) => (res ? (await readAll(res)).toString('utf8') : undefined), true);
   }
 
   /**
@@ -111,11 +111,11 @@ export class HttpTransport implements CacheTransport {
         // A small body read whole stays under the same deadline; a streamed one gets a stall timer.
         if (!retryBody) clearTimeout(timer);
         if (NOT_FOUND.has(res.status)) {
-          res.body.resume();
+          discard(res);
           return await use(undefined, at);
         }
         if (res.status < 200 || res.status > 299) {
-          res.body.resume();
+          discard(res);
           const e = new LazyError('SUBST_HTTP', `${url}: HTTP ${res.status} ${res.statusText}`, {
             details: { url, status: res.status, transient: isTransientStatus(res.status) },
           });
