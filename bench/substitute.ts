@@ -122,7 +122,9 @@ export async function run(): Promise<BenchResult[]> {
           peerName: 'nix copy --from (Nix 2.8)',
           unit: 's',
           lowerIsBetter: true,
-          notes: `goal ≤ 1.0x; end to end incl. process start, best of ${ROUNDS} alternating (ours ${all(oursRuns)}, nix ${all(peerRuns)}), fresh state / fresh chroot store, cold narinfo cache; 2 shared cores, noisy`,
+          // The issue's goal is for the two comparisons it names (the stores on this machine's
+          // disk); the tmpfs row shows the software alone and states no goal.
+          notes: `${where === shm ? 'no goal: the disk taken out' : 'goal ≤ 1.0x'}; end to end incl. process start, best of ${ROUNDS} alternating (ours ${all(oursRuns)}, nix ${all(peerRuns)}), fresh state / fresh chroot store, cold narinfo cache; 2 shared cores, noisy`,
         });
       }
     } finally {
