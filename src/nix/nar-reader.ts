@@ -247,17 +247,9 @@ class NarParser {
       const nAt = this.r.offset;
       let nb = this.bytes(MAX_NAME, 'entry name');
       if (!Buffer.isBuffer(nb)) nb = await nb;
-      const name = Buffer.from(nb);
-      checkName(name, nAt);
-      if (dir.prev !== undefined) {
-        const c = Buffer.compare(dir.prev, name);
-        if (c === 0) fail('NAR_DUPLICATE', `duplicate entry '${printable(name.toString('latin1'))}'`, nAt);
-        if (c > 0) fail('NAR_UNSORTED', `entry '${printable(name.toString('latin1'))}' after '${printable(dir.prev.toString('latin1'))}'`, nAt);
-      }
-      dir.prev = name;
+      const child = entryPath(dir, Buffer.from(nb), nAt);
       w = this.expect('node');
       if (w) await w;
-      const child = dir.path === '' ? name.toString('latin1') : `${dir.path}/${name.toString('latin1')}`;
       if (await this.node(child)) stack.push({ path: child, prev: undefined });
       else {
         w = this.expect(')');
@@ -387,21 +379,29 @@ export function parseNarSync(buf: Buffer, sink: SyncNarSink): { narSize: number 
     expect('(');
     expect('name');
     const nAt = pos;
-    const name = bytes(MAX_NAME, 'entry name');
-    checkName(name, nAt);
-    if (dir.prev !== undefined) {
-      const c = Buffer.compare(dir.prev, name);
-      if (c === 0) fail('NAR_DUPLICATE', `duplicate entry '${printable(name.toString('latin1'))}'`, nAt);
-      if (c > 0) fail('NAR_UNSORTED', `entry '${printable(name.toString('latin1'))}' after '${printable(dir.prev.toString('latin1'))}'`, nAt);
-    }
-    dir.prev = name;
+    const child = entryPath(dir, bytes(MAX_NAME, 'entry name'), nAt);
     expect('node');
-    const child = dir.path === '' ? name.toString('latin1') : `${dir.path}/${name.toString('latin1')}`;
     if (node(child)) stack.push({ path: child, prev: undefined });
     else expect(')');
   }
   if (pos !== buf.length) fail('NAR_TRAILING', 'trailing bytes after the NAR', pos);
   return { narSize: pos };
+}
+
+/**
+ * The path of the entry `name` (read at NAR byte `at`) in the open directory `dir`: the name
+ * must be valid and sort strictly after the previous one (NAR_BAD_NAME, NAR_DUPLICATE,
+ * NAR_UNSORTED). `name` must stay unchanged: it becomes `dir.prev`.
+ */
+function entryPath(dir: { path: string; prev: Buffer | undefined }, name: Buffer, at: number): string {
+  checkName(name, at);
+  if (dir.prev !== undefined) {
+    const c = Buffer.compare(dir.prev, name);
+    if (c === 0) fail('NAR_DUPLICATE', `duplicate entry '${printable(name.toString('latin1'))}'`, at);
+    if (c > 0) fail('NAR_UNSORTED', `entry '${printable(name.toString('latin1'))}' after '${printable(dir.prev.toString('latin1'))}'`, at);
+  }
+  dir.prev = name;
+  return dir.path === '' ? name.toString('latin1') : `${dir.path}/${name.toString('latin1')}`;
 }
 
 function checkName(name: Buffer, at: number): void {
