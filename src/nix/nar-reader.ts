@@ -311,6 +311,20 @@ export function parseNarSync(buf: Buffer, sink: SyncNarSink): { narSize: number 
     return bytes(MAX_TOKEN, 'token').toString('latin1');
   };
   const expect = (want: string): void => {
+    // The bytes compared in place (most tokens are expected ones); anything else takes the
+    // general path below, which reports exactly what is wrong.
+    const n = want.length;
+    const padded = (n + 7) & ~7;
+    if (buf.length - pos >= 8 + padded && buf.readUInt32LE(pos) === n && buf.readUInt32LE(pos + 4) === 0) {
+      let i = 0;
+      while (i < n && buf[pos + 8 + i] === want.charCodeAt(i)) i++;
+      while (i >= n && i < padded && buf[pos + 8 + i] === 0) i++;
+      if (i === padded) {
+        tokAt = pos;
+        pos += 8 + padded;
+        return;
+      }
+    }
     const t = token();
     if (t !== want) fail('NAR_UNEXPECTED_TOKEN', `expected '${want}', got '${printable(t)}'`, tokAt, { expected: want, got: t });
   };
