@@ -67,11 +67,19 @@ export class Http1Pool {
   get(path: string, headers: Record<string, string>): Http1Request {
     let destroyed: Error | undefined;
     let current: Exchange | undefined;
+    let stopWaiting: ((e: Error) => void) | undefined;
     const response = (async (): Promise<Http1Response> => {
       for (let tries = 0; ; tries++) {
-        const conn = await this.connection();
+        // Waiting for a free connection ends at once if the request is destroyed meanwhile;
+        // a connection that comes later goes back to the pool.
+        const next = this.connection();
+        const conn = await Promise.race([next, new Promise<never>((_, reject) => (stopWaiting = reject))]).catch((e: unknown) => {
+          void next.then((c) => this.release(c, true));
+          throw e;
+        });
+        stopWaiting = undefined;
         if (destroyed) {
-          this.release(conn, false);
+          this.release(conn, true);
           throw destroyed;
         }
         const reused = conn.used;
@@ -89,7 +97,8 @@ export class Http1Pool {
       response,
       destroy(reason) {
         destroyed ??= reason;
-        current?.destroy(reason);
+        if (stopWaiting) stopWaiting(reason);
+        else current?.destroy(reason);
       },
     };
   }

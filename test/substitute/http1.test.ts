@@ -72,6 +72,7 @@ beforeAll(async () => {
       const path = /^GET (\S+)/.exec(head)?.[1];
       if (path === undefined || !head.includes('\r\n\r\n')) return;
       head = '';
+      if (path === '/hang') return; // never answers
       if (path === '/stale') {
         // The first request of a connection is answered and the connection kept; a second one
         // finds it closed without an answer, like a kept-alive connection the server dropped.
@@ -155,6 +156,23 @@ describe('the HTTP/1.1 client', () => {
   it.each(['bad-status', 'two-lengths', 'bad-length', 'bad-te', 'bad-chunk', 'folded', 'huge-head'])('refuses a malformed response (%s)', async (path) => {
     const t = new HttpTransport(rawBase, { attempts: 1 });
     await expect(t.getText(path)).rejects.toMatchObject({ code: 'SUBST_HTTP', message: expect.stringMatching(/bad HTTP response/) });
+  });
+
+  it('gives up waiting for a free connection as soon as the request is cancelled', async () => {
+    const t = new HttpTransport(rawBase, { attempts: 1, headersTimeoutMs: 60_000 });
+    const ctl = new AbortController();
+    // Every connection of the origin busy with a request that is never answered…
+    const busy = Array.from({ length: 16 }, () => t.getText('hang', { signal: ctl.signal }).catch((e: unknown) => e));
+    await new Promise((r) => setTimeout(r, 50));
+    // …so this one waits for a connection; cancelling it ends the wait at once.
+    const waiting = new AbortController();
+    const queued = t.getText('small', { signal: waiting.signal });
+    const t0 = Date.now();
+    waiting.abort();
+    await expect(queued).rejects.toMatchObject({ code: 'ABORTED' });
+    expect(Date.now() - t0).toBeLessThan(1000);
+    ctl.abort();
+    for (const e of await Promise.all(busy)) expect(e).toMatchObject({ code: 'ABORTED' });
   });
 
   it('fails a body cut short by the server as a transient error', async () => {
