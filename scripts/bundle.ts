@@ -41,6 +41,9 @@ await build({
   // import.meta.url (addons, the VM init script) as the bundle's own URL.
   define: { 'import.meta.url': '__lazystoreUrl' },
   banner: { js: "var __lazystoreUrl = require('node:url').pathToFileURL(__filename).href;" },
+  // Whitespace only (names stay): a third less to read and hash at every start (~3 ms of
+  // `copy --help`). For readable stack traces run dist/src/cli/main.js, the unbundled program.
+  minifyWhitespace: true,
   sourcemap: 'linked',
   logLevel: 'warning',
 });
