@@ -18,7 +18,8 @@ const NODES = Number(process.env.RELIABILITY_DAG ?? 0);
 const JOBS = Number(process.env.RELIABILITY_DAG_JOBS ?? 2);
 /** RELIABILITY_DAG_NIX=0 skips the nix-store peer of the mount run (it takes ~20 min at 10k here). */
 const WITH_NIX = process.env.RELIABILITY_DAG_NIX !== '0';
-const CLI = join(import.meta.dirname, '../../dist/src/cli/main.js');
+/** The bundled CLI that bin/lazystore runs. */
+const CLI = join(import.meta.dirname, '../../dist/bundle/run.cjs');
 
 function timed(cmd: string, args: string[]): { seconds: number; rssMiB: number; stdout: string } {
   const r = spawnSync('/usr/bin/time', ['-f', '@@TIME %e %M', cmd, ...args], { encoding: 'utf8', maxBuffer: 256 << 20 });

@@ -18,7 +18,8 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { FIXTURES } from '../helpers/fixtures.js';
 import { HAVE_FUSE, isMounted, run, type Run } from '../fuse/mount-helpers.js';
 
-const CLI = join(import.meta.dirname, '../../dist/src/cli/main.js');
+/** The bundled CLI that bin/lazystore runs. */
+const CLI = join(import.meta.dirname, '../../dist/bundle/run.cjs');
 const SOAK_SECONDS = Number(process.env.SOAK_SECONDS ?? 0);
 const READERS = 20;
 const SAMPLE_MS = 2000;
