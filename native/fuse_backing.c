@@ -5,10 +5,9 @@
  */
 #include <errno.h>
 #include <stdint.h>
-#include <stdio.h>
-#include <string.h>
 #include <sys/ioctl.h>
 #include <node_api.h>
+#include "napi-fail.h"
 
 struct backing_map {
   int32_t fd;
@@ -19,15 +18,6 @@ struct backing_map {
 #define DEV_IOC_MAGIC 229
 #define DEV_IOC_BACKING_OPEN _IOW(DEV_IOC_MAGIC, 1, struct backing_map)
 #define DEV_IOC_BACKING_CLOSE _IOW(DEV_IOC_MAGIC, 2, uint32_t)
-
-static napi_value fail(napi_env env, const char *what, int err) {
-  char code[32];
-  snprintf(code, sizeof code, "%d", err);
-  char message[128];
-  snprintf(message, sizeof message, "%s: %s", what, strerror(err));
-  napi_throw_error(env, code, message);
-  return NULL;
-}
 
 static int int_args(napi_env env, napi_callback_info info, int32_t *a, int32_t *b) {
   size_t argc = 2;

@@ -6,21 +6,12 @@
  * binds for the same name, so processes with and without this addon exclude each other.
  */
 #include <errno.h>
-#include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
 #include <node_api.h>
-
-static napi_value fail(napi_env env, const char *what, int err) {
-  char code[32];
-  snprintf(code, sizeof code, "%d", err);
-  char message[160];
-  snprintf(message, sizeof message, "%s: %s", what, strerror(err));
-  napi_throw_error(env, code, message);
-  return NULL;
-}
+#include "napi-fail.h"
 
 /* lockTake(name: Buffer) -> fd, or -1 when another socket holds the name. `name` is the whole
  * abstract address, its leading NUL included, as net.Server is given it. */

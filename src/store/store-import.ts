@@ -10,13 +10,12 @@ import { StreamingHash, formatHash, hashEquals, hashOf, type Hash, type HashAlgo
 import { encodeNar } from '../nix/nar-writer.js';
 import { RefScanner } from '../nix/refscan.js';
 import { checkStoreName, hashPart, makeFixedOutputPath, nameOf, type StorePath } from '../nix/store-path.js';
+import { WholeBytes } from '../nix/whole-bytes.js';
 import { checkContentAddress, formatContentAddress, parseContentAddress } from './content-address.js';
 import type { LocalStore } from './local-store.js';
 import { dumpPath } from './nar-dump.js';
 import { planSmallNar, restoreNar, writeSmallNar } from './nar-restore.js';
 import type { RestoreOp } from './nar-restore-worker.js';
-import { WholeBytes } from '../nix/whole-bytes.js';
-import { createHash } from 'node:crypto';
 import type { PathInfo } from './path-info.js';
 import { removeTree } from './remove-tree.js';
 import { testPause } from './test-pause.js';
@@ -88,7 +87,7 @@ export async function importNar(
       const op = plan.length === 1 ? plan[0]! : undefined;
       const root = op && op[0] === 'f' && op[1] === '' ? op : undefined;
       file = root ? whole.subarray(root[3], root[3] + root[4]) : null;
-      const narHash: Hash = { algo: 'sha256', digest: createHash('sha256').update(whole).digest() };
+      const narHash = hashOf('sha256', whole);
       restored = { narSize: whole.length, narHash };
       narHashes = (algo) => (algo === 'sha256' ? narHash : hashOf(algo, whole));
       checkNar(expected, restored.narSize, narHashes);

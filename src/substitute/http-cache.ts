@@ -80,9 +80,9 @@ export class HttpTransport implements CacheTransport {
   }
 
   /**
-   * Runs `use` on the response of one attempt (undefined for not-found). When `retryBody` says
-   * so for the response, a failure inside `use` is retried as well (and the headers deadline
-   * covers it); otherwise only getting the headers is.
+   * Runs `use` on the response of one attempt (undefined for not-found). With `retryBody`, a
+   * failure inside `use` is retried as well (and the headers deadline covers it); otherwise only
+   * getting the headers is.
    */
   private async withRetries<T>(
     rel: string,

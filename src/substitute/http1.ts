@@ -48,7 +48,7 @@ export interface Http1Request {
 const MAX_HEAD = 64 << 10;
 const MAX_CHUNK_LINE = 1024;
 
-export function protocolError(message: string): Error {
+function protocolError(message: string): Error {
   return Object.assign(new Error(`bad HTTP response: ${message}`), { code: 'ERR_HTTP_PROTOCOL' });
 }
 

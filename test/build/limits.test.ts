@@ -17,6 +17,7 @@ import { byteCount, openRealiserFromArgs } from '../../src/cli/open-realiser.js'
 import { FIXTURES } from '../helpers/fixtures.js';
 import { freshEnv, instantiate, salt, type Env } from '../realise/helpers.js';
 import { rejection } from '../helpers/rejection.js';
+import { probeSections as sections } from './probe-sections.js';
 
 const NIX = join(import.meta.dirname, 'nix', 'limits.nix');
 const MAX_LOG = 256 * 1024;
@@ -158,15 +159,6 @@ describe('build limits', () => {
     const [drv] = instantiate(join(FIXTURES, 'nix', 'probe.nix'), ['--argstr', 'salt', salt()]);
     await env.known.add(drv!);
     const out = (await limited.realiseDrv(drv!)).get('out')!.path;
-    const sections = (text: string): Map<string, string[]> => {
-      const m = new Map<string, string[]>();
-      let cur: string[] = [];
-      for (const line of text.split('\n')) {
-        if (line.startsWith('## ')) m.set(line.slice(3), (cur = []));
-        else if (line !== '') cur.push(line);
-      }
-      return m;
-    };
     const ours = sections(await readFile(env.store.realPath(out), 'utf8'));
     const nix = sections(await readFile(join(FIXTURES, 'sandbox-env.txt'), 'utf8'));
     const volatile = (l: string): boolean => l.startsWith('out=') || l.startsWith('salt=');

@@ -16,18 +16,10 @@ import { FIXTURES } from '../helpers/fixtures.js';
 import { busyboxPath, freshEnv, instantiate, salt, type Env } from '../realise/helpers.js';
 import { nixRealise } from './nix-oracle.js';
 import { rejection } from '../helpers/rejection.js';
+import { probeSections as sections } from './probe-sections.js';
 
 const NIX = join(import.meta.dirname, 'nix');
 
-function sections(text: string): Map<string, string[]> {
-  const m = new Map<string, string[]>();
-  let cur: string[] = [];
-  for (const line of text.split('\n')) {
-    if (line.startsWith('## ')) m.set(line.slice(3), (cur = []));
-    else if (line !== '') cur.push(line);
-  }
-  return m;
-}
 
 
 describe('sandbox', () => {
